@@ -1,0 +1,119 @@
+"""CIFAR-10 time-to-accuracy: `python -m dawnjax.experiments.cifar10 --flagfile=experiments/cifar10/fast.flags`."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from absl import app, flags
+
+from dawnjax.experiments import common
+
+_START = common.process_start_time()
+
+FLAGS = flags.FLAGS
+common.define_common_flags()
+
+_R = None  # populated lazily to keep flag definitions next to the recipe defaults
+
+
+def _define_recipe_flags() -> None:
+  from dawnjax.workloads.cifar10 import CifarRecipe
+  defaults = CifarRecipe()
+  helps = {
+      'optimizer': "'sgd' (airbench94: SGD-Nesterov per-group rates + lookahead) or 'muon' (airbench94_muon).",
+      'batch_size': 'Global batch size (split over all devices).',
+      'epochs': 'Training epochs (fractional: the last epoch is partial).',
+      'flip': "'alternating' (airbench), 'random' or 'none'.",
+      'translate': 'Random translation in pixels, reflect padding.',
+      'cutout': 'Cutout square size in pixels (0 = off).',
+      'tta_level': 'Final evaluation: 0 none, 1 mirror, 2 mirror + translate.',
+      'widths': 'Channel widths of the three conv groups.',
+      'whiten': 'Data-whitening first layer (fixed, from patch covariance).',
+      'dtype': "Compute dtype ('bfloat16' or 'float32'); BatchNorm statistics stay fp32.",
+      'logit_scale': "Logit multiplier (default: the optimizer recipe's own).",
+  }
+  for field in dataclasses.fields(CifarRecipe):
+    name, default = field.name, getattr(defaults, field.name)
+    text = helps.get(name, f'Recipe field {name}.')
+    if isinstance(default, bool):
+      flags.DEFINE_bool(name, default, text)
+    elif isinstance(default, int):
+      flags.DEFINE_integer(name, default, text)
+    elif isinstance(default, float) or (default is None and name == 'logit_scale'):
+      flags.DEFINE_float(name, default, text)
+    elif isinstance(default, str):
+      flags.DEFINE_string(name, default, text)
+    elif isinstance(default, (tuple, list)):
+      flags.DEFINE_list(name, [str(v) for v in default], text)
+
+
+_define_recipe_flags()
+flags.DEFINE_integer('train_subset', None, 'Use only the first N training images (tests, debugging).')
+flags.DEFINE_integer('test_subset', None, 'Use only the first N test images (tests, debugging).')
+
+
+def recipe_from_flags():
+  from dawnjax.workloads.cifar10 import CifarRecipe
+  values = {}
+  for field in dataclasses.fields(CifarRecipe):
+    value = FLAGS[field.name].value
+    if field.name == 'widths':
+      value = tuple(int(v) for v in value)
+    values[field.name] = value
+  return CifarRecipe(**values)
+
+
+def run() -> int:
+  from dawnjax.errors import ConfigError, TargetNotReached
+  if not FLAGS.data_dir:
+    raise ConfigError('--data_dir is required: a CIFAR-10 folder or archive (python-pickle, binary, '
+                      'class-folder images, or a TFDS data dir)')
+  if not FLAGS.output_dir:
+    raise ConfigError('--output_dir is required: where results are written')
+  common.configure_jax()
+  from dawnjax import parallel
+  from dawnjax.data.cifar10 import load_cifar10
+  from dawnjax.train import loop, reporting
+  from dawnjax.workloads.cifar10 import Cifar10Workload
+
+  out = reporting.check_output_dir(FLAGS.output_dir)
+  parallel.maybe_initialize_distributed()
+  mesh = parallel.make_mesh(FLAGS.num_devices)
+  recipe = recipe_from_flags()
+  cache_dir = common.default_cache_dir(FLAGS.data_dir)
+  workload = Cifar10Workload(
+      recipe, mesh, target=FLAGS.target, train_subset=FLAGS.train_subset, test_subset=FLAGS.test_subset,
+      data_loader=lambda: load_cifar10(FLAGS.data_dir, cache_dir=cache_dir, download=FLAGS.download))
+  load_s, compile_s, flops = loop.prepare(workload)
+  device = parallel.device_description(mesh)
+  print(f'{workload.dataset_name}: {workload.num_train} train / {workload.num_test} test images on '
+        f"{device['num_devices']}x {device['device_kind']}; data {load_s:.1f} s, compile {compile_s:.1f} s; "
+        f'{workload.num_epochs} epochs of {workload.steps_per_epoch} steps, target '
+        f'{workload.target.metric} >= {workload.target.threshold}', flush=True)
+  info = reporting.RunInfo(
+      output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,
+      compile_seconds=compile_s, flops=flops, wall_clock_start=_START, author=FLAGS.author,
+      author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=FLAGS.notes)
+  reporter = reporting.RunReporter(workload, info, clock=time.time,
+                                   print_fn=lambda s: print(s, flush=True), tensorboard=FLAGS.tensorboard)
+  config = loop.LoopConfig(seeds=FLAGS.seeds, base_seed=FLAGS.seed, eval_every_epoch=FLAGS.eval_every_epoch)
+  try:
+    for i in range(config.seeds):
+      loop.train_seed(workload, config.base_seed + i, config, (reporter,))
+  finally:
+    reporter.close()
+  summary = reporter.finish()
+  if not summary['reached_target']:
+    acc = summary['accuracy']
+    raise TargetNotReached(
+        f"target not reached: mean {workload.target.metric} {acc['mean']:.2f} < {workload.target.threshold:g} "
+        f"over {summary['seeds']} seed(s); results written to {out}")
+  return 0
+
+
+def main() -> None:
+  app.run(common.main_guard(run))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,86 @@
+"""Flags and plumbing shared by every experiment entry point (absl)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from absl import flags
+
+from dawnjax.errors import DawnjaxError
+
+FLAGS = flags.FLAGS
+
+
+def process_start_time() -> float:
+  """Wall-clock time at which this process started (interpreter start-up counted)."""
+  try:
+    import psutil  # orbax depends on it; fall back to import time if it is missing
+    return psutil.Process().create_time()
+  except Exception:
+    return time.time()
+
+
+def define_common_flags() -> None:
+  flags.DEFINE_string('data_dir', None, 'Dataset location (folder or archive; see README for formats).')
+  flags.DEFINE_string('cache_dir', None, 'Where prepared uint8 caches go (default: <data_dir>/.dawnjax_cache '
+                      'or ~/.cache/dawnjax when data_dir is not writable).')
+  flags.DEFINE_bool('download', False, 'Download the official dataset (with checksum) when data_dir lacks it.')
+  flags.DEFINE_string('output_dir', None, 'Run outputs: DAWNBench JSON/TSV, summary.json, tensorboard/.')
+  flags.DEFINE_integer('seeds', 1, 'Independent trainings after one compile; statistics are over them.', lower_bound=1)
+  flags.DEFINE_integer('seed', 0, 'First seed; seed i of the run is seed + i.', lower_bound=0)
+  flags.DEFINE_integer('num_devices', None, 'Devices in the data-parallel mesh (default: all).')
+  flags.DEFINE_bool('eval_every_epoch', True, 'Evaluate (untimed) after every epoch for the TSV.')
+  flags.DEFINE_float('target', None, "Override the task's target metric value.")
+  flags.DEFINE_string('author', 'dawnjax', 'Author field of the DAWNBench JSON.')
+  flags.DEFINE_string('author_email', 'dawnjax@users.noreply.github.com', 'authorEmail field.')
+  flags.DEFINE_float('cost_per_hour', None, 'USD per hour of the hardware, for the cost fields.')
+  flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache directory.")
+  flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
+  flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
+
+
+def configure_jax() -> None:
+  import jax
+  if FLAGS.compilation_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+    # Cache every program: the whole point is a warm start of the benchmark command.
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+    jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+
+
+def flag_values(module_names: tuple[str, ...] = ()) -> dict[str, Any]:
+  """Every flag this program defines (not absl's own), for the summary."""
+  out = {}
+  for name in FLAGS:
+    flag = FLAGS[name]
+    module = FLAGS.find_module_defining_flag(name, default='')
+    if module.startswith('dawnjax') or module == '__main__' or module in module_names:
+      out[name] = flag.value
+  return out
+
+
+def default_cache_dir(data_dir: str) -> str:
+  if FLAGS.cache_dir:
+    return FLAGS.cache_dir
+  base = data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir))
+  if os.access(base, os.W_OK):
+    return os.path.join(base, '.dawnjax_cache')
+  return os.path.join(os.path.expanduser('~'), '.cache', 'dawnjax')
+
+
+def main_guard(fn: Callable[[], int | None]) -> Callable[[list[str]], int | None]:
+  """Wraps an experiment so that user-fixable problems print one line, not a traceback."""
+
+  def main(argv: list[str]) -> int | None:
+    if len(argv) > 1:
+      print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
+      return 2
+    try:
+      return fn()
+    except DawnjaxError as err:
+      print(f'error: {err}', file=sys.stderr)
+      sys.exit(2)
+
+  return main

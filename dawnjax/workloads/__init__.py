@@ -1,0 +1,1 @@
+"""Tasks (data + model + target + evaluation) behind one API; see `base.Workload`."""

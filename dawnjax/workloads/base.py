@@ -1,0 +1,78 @@
+"""The workload API: what a task must provide to the shared training loop.
+
+A workload is data + model + target + evaluation (AlgoPerf's split). It never reads a clock:
+`dawnjax.train.loop` owns timing, so every task is timed the same way. Every method that
+launches device work may return before the work is done; the loop synchronises.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """The quality bar for time-to-accuracy, e.g. top1Accuracy >= 94.0 (percent)."""
+  metric: str
+  threshold: float
+  higher_is_better: bool = True
+
+  def reached(self, value: float) -> bool:
+    return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopCounts:
+  """Model FLOPs from XLA's cost analysis of the compiled programs (0 where unknown)."""
+  train_per_example: float = 0.0
+  eval_per_example: float = 0.0
+
+
+class Workload(abc.ABC):
+  """One benchmark task. Subclasses are configured explicitly through their constructor."""
+
+  #: DAWNBench task family: selects the TSV columns ('cifar10', 'imagenet', 'squad').
+  task: str
+  #: Name under which results are reported, e.g. 'cifar10_jpeg' (never the official name for a copy).
+  dataset_name: str
+  #: Human-readable model name for the DAWNBench JSON.
+  model_name: str
+  target: Target
+
+  @abc.abstractmethod
+  def load_data(self) -> None:
+    """Reads/prepares the dataset and places what belongs on device there (timed as data load)."""
+
+  @abc.abstractmethod
+  def compile(self) -> FlopCounts:
+    """Ahead-of-time compiles every program the timed region runs (timed as compile)."""
+
+  @abc.abstractmethod
+  def init(self, seed: int) -> Any:
+    """Returns a fresh training state for `seed` (inside the timed region: it may use data)."""
+
+  @property
+  @abc.abstractmethod
+  def num_epochs(self) -> int:
+    """Number of epoch boundaries; the last epoch may be partial."""
+
+  @abc.abstractmethod
+  def train_examples(self, epoch: int) -> int:
+    """Training examples processed in `epoch` (for throughput and MFU)."""
+
+  @abc.abstractmethod
+  def train_epoch(self, state: Any, epoch: int) -> tuple[Any, Mapping[str, Any]]:
+    """Runs one epoch; returns the new state and device-side training scalars (e.g. loss)."""
+
+  @abc.abstractmethod
+  def evaluate(self, state: Any, *, final: bool) -> dict[str, float]:
+    """Returns host floats keyed by metric name. `final` selects the reported protocol (e.g. TTA)."""
+
+  def eval_examples(self) -> int:
+    """Examples in one evaluation pass (for the eval share of MFU)."""
+    return 0
+
+  def describe(self) -> dict[str, Any]:
+    """Configuration recorded in the summary JSON."""
+    return {}

@@ -1,0 +1,386 @@
+"""CIFAR-10 time-to-accuracy: airbench-family net, whole dataset resident on device as uint8.
+
+One epoch is one compiled program (a `fori_loop` over steps with a traced trip count, so every
+epoch, the partial last one too, reuses one executable). Data order, flips and crops are pure
+functions of (seed, epoch, step), which makes runs reproducible and resumable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from dawnjax import augment, optim, parallel
+from dawnjax.data.arrays import ImageClassificationData
+from dawnjax.errors import ConfigError
+from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, whitening_kernel
+from dawnjax.workloads.base import FlopCounts, Target, Workload
+
+# Official CIFAR-10: DAWNBench's 94% top-1. cifar10_jpeg (lossy JPEG copy): 90.5%, the mean the
+# fastest published 94%-recipes reach on it (../shared/anchors/README.md).
+DEFAULT_TARGETS = {'cifar10': 94.0, 'cifar10_jpeg': 90.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class CifarRecipe:
+  """A submission for the CIFAR-10 workload (optimizer, schedule, augmentation, model size)."""
+  optimizer: str = 'sgd'  # 'sgd' = airbench94, 'muon' = airbench94_muon
+  batch_size: int = 1024
+  epochs: float = 9.9
+  label_smoothing: float = 0.2
+  whiten_bias_epochs: float = 3.0
+  # SGD (airbench94 units: lr and weight decay per 1024 examples, decoupled from momentum).
+  lr: float = 11.5
+  momentum: float = 0.85
+  weight_decay: float = 0.0153
+  bias_scaler: float = 64.0
+  lookahead: bool = True
+  # Muon (airbench94_muon).
+  muon_lr: float = 0.24
+  muon_momentum: float = 0.6
+  bias_lr: float = 0.053
+  head_lr: float = 0.67
+  muon_weight_decay: float = 2e-6  # per example in the batch
+  ns_steps: int = 3
+  # Augmentation.
+  flip: str = 'alternating'  # 'alternating' | 'random' | 'none'
+  translate: int = 2
+  cutout: int = 0
+  # Evaluation: 0 = none, 1 = mirror, 2 = mirror + one-pixel translations (airbench).
+  tta_level: int = 2
+  eval_batch_size: int = 2000
+  # Model.
+  widths: Sequence[int] = (64, 256, 256)
+  whiten: bool = True
+  whiten_images: int = 5000
+  logit_scale: float | None = None  # None: the recipe's own (1/9 for sgd, 1/width for muon)
+  bn_momentum: float = 0.6
+  dtype: str = 'bfloat16'
+  gelu_approximate: bool = False
+
+  def validate(self) -> None:
+    if self.optimizer not in ('sgd', 'muon'):
+      raise ConfigError(f"--optimizer={self.optimizer!r}: expected 'sgd' or 'muon'")
+    if self.flip not in ('alternating', 'random', 'none'):
+      raise ConfigError(f"--flip={self.flip!r}: expected 'alternating', 'random' or 'none'")
+    if self.tta_level not in (0, 1, 2):
+      raise ConfigError(f'--tta_level={self.tta_level}: expected 0, 1 or 2')
+    if self.epochs <= 0 or self.batch_size <= 0:
+      raise ConfigError('--epochs and --batch_size must be positive')
+    if self.translate < 0 or self.cutout < 0:
+      raise ConfigError('--translate and --cutout must be >= 0')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_params: Any  # lookahead copy (airbench94); None when unused
+  ema_stats: Any
+  key: jax.Array  # the seed's key; every random draw folds in (epoch, step)
+
+
+def _param_label(path, _) -> str:
+  names = [getattr(k, 'key', str(k)) for k in path]
+  if names[0] == 'whiten':
+    return 'whiten_kernel' if names[-1] == 'kernel' else 'whiten_bias'
+  if any(n.startswith('norm') for n in names):
+    return 'norm_bias'
+  if names[0] == 'head':
+    return 'head'
+  return 'filters'
+
+
+class Cifar10Workload(Workload):
+  task = 'cifar10'
+
+  def __init__(self, recipe: CifarRecipe, mesh: Mesh, *, data_loader, target: float | None = None,
+               train_subset: int | None = None, test_subset: int | None = None):
+    """`data_loader()` returns ImageClassificationData; it runs inside `load_data` (timed)."""
+    recipe.validate()
+    parallel.check_divisible(recipe.batch_size, mesh)
+    parallel.check_divisible(recipe.eval_batch_size, mesh, '--eval_batch_size')
+    self.recipe = recipe
+    self.mesh = mesh
+    self._data_loader = data_loader
+    self._target_override = target
+    self._train_subset = train_subset
+    self._test_subset = test_subset
+    self.dataset_name = 'cifar10'
+    logit_scale = recipe.logit_scale
+    if logit_scale is None:
+      logit_scale = 1.0 / 9.0 if recipe.optimizer == 'sgd' else 1.0 / recipe.widths[-1]
+    self.model = AirbenchNet(AirbenchConfig(
+        widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
+        dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate))
+    self.model_name = f"airbench{'-muon' if recipe.optimizer == 'muon' else ''}-" + '-'.join(map(str, recipe.widths))
+
+  # ---------------------------------------------------------------- data
+  def load_data(self) -> None:
+    data: ImageClassificationData = self._data_loader()
+    self.dataset_name = data.name
+    self.classes = data.classes
+    train_x, train_y = data.train_images, data.train_labels
+    test_x, test_y = data.test_images, data.test_labels
+    # Subsets are a fixed random sample: the files are sorted by class, so a prefix is one class.
+    if self._train_subset:
+      keep = np.sort(np.random.default_rng(0).permutation(len(train_x))[:self._train_subset])
+      train_x, train_y = train_x[keep], train_y[keep]
+    if self._test_subset:
+      keep = np.sort(np.random.default_rng(1).permutation(len(test_x))[:self._test_subset])
+      test_x, test_y = test_x[keep], test_y[keep]
+    self.num_train = len(train_x)
+    self.num_test = len(test_x)
+    if self.num_train < self.recipe.batch_size:
+      raise ConfigError(f'--batch_size={self.recipe.batch_size} exceeds the {self.num_train} training images')
+    # The test set is padded to whole eval batches; padded rows are masked out of the count.
+    ebs = self.recipe.eval_batch_size
+    padded = math.ceil(self.num_test / ebs) * ebs
+    pad = padded - self.num_test
+    test_x = np.concatenate([np.asarray(test_x), np.zeros((pad,) + test_x.shape[1:], np.uint8)])
+    test_y = np.concatenate([np.asarray(test_y, np.int32), np.full((pad,), -1, np.int32)])
+    # uint8 on device: 4x less memory and transfer than float, and the cast fuses into the step.
+    self.train_images, self.train_labels, self.test_images, self.test_labels = parallel.put_replicated(
+        (np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32), test_x, test_y), self.mesh)
+    self._build_programs()
+
+  @property
+  def target(self) -> Target:
+    threshold = self._target_override
+    if threshold is None:
+      threshold = DEFAULT_TARGETS.get(self.dataset_name, 94.0)
+    return Target('top1Accuracy', threshold)
+
+  # ---------------------------------------------------------------- schedule
+  @property
+  def steps_per_epoch(self) -> int:
+    return self.num_train // self.recipe.batch_size  # drop_last, as airbench
+
+  @property
+  def total_steps(self) -> int:
+    return math.ceil(self.steps_per_epoch * self.recipe.epochs)
+
+  @property
+  def num_epochs(self) -> int:
+    return math.ceil(self.total_steps / self.steps_per_epoch)
+
+  def steps_in_epoch(self, epoch: int) -> int:
+    return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
+
+  def train_examples(self, epoch: int) -> int:
+    return self.steps_in_epoch(epoch) * self.recipe.batch_size
+
+  def eval_examples(self) -> int:
+    return self.num_test
+
+  # ---------------------------------------------------------------- optimizer
+  def _optimizer(self) -> optax.GradientTransformation:
+    r = self.recipe
+    total = self.total_steps
+    whiten_steps = math.ceil(r.whiten_bias_epochs * self.steps_per_epoch)
+    if r.optimizer == 'sgd':
+      # airbench94: divide by the Nesterov gain so lr/wd are per-example step sizes.
+      kilostep_scale = 1024 * (1 + 1 / (1 - r.momentum))
+      lr = r.lr / kilostep_scale
+      wd = r.weight_decay * r.batch_size / kilostep_scale
+      lr_bias = lr * r.bias_scaler
+      sched = optim.airbench_sgd_schedule(total)
+      other = optim.torch_sgd(lr, r.momentum, wd / lr, sched)
+      txs = {
+          'filters': other,
+          'head': other,
+          'whiten_bias': optax.chain(optim.torch_sgd(lr, r.momentum, wd / lr, sched),
+                                     optim.freeze_after(whiten_steps)),
+          'norm_bias': optim.torch_sgd(lr_bias, r.momentum, wd / lr_bias, sched),
+      }
+    else:
+      wd = r.muon_weight_decay * r.batch_size
+      decay = optim.linear_decay(total)
+      txs = {
+          'filters': optim.muon(r.muon_lr, r.muon_momentum, decay, r.ns_steps),
+          'head': optim.torch_sgd(r.head_lr, 0.85, wd / r.head_lr, decay),
+          'whiten_bias': optax.chain(
+              optim.torch_sgd(r.bias_lr, 0.85, wd / r.bias_lr, optim.linear_decay(whiten_steps)),
+              optim.freeze_after(whiten_steps)),
+          'norm_bias': optim.torch_sgd(r.bias_lr, 0.85, wd / r.bias_lr, decay),
+      }
+    # With the whitening trick the first layer is fixed; without it, it trains like any filter.
+    txs['whiten_kernel'] = optax.set_to_zero() if r.whiten else txs['filters']
+    return optax.multi_transform(
+        txs, lambda params: jax.tree_util.tree_map_with_path(_param_label, params))
+
+  # ---------------------------------------------------------------- programs
+  def _build_programs(self) -> None:
+    r = self.recipe
+    tx = self._optimizer()
+    model = self.model
+    dtype = jnp.dtype(r.dtype)
+    n_train = self.num_train
+    bs = r.batch_size
+    spe = self.steps_per_epoch
+    total = self.total_steps
+    rep = parallel.replicated(self.mesh)
+    split = parallel.batch_sharded(self.mesh)
+
+    def init_fn(seed, train_images):
+      key = jax.random.PRNGKey(seed)
+      dummy = jnp.zeros((2,) + train_images.shape[1:], dtype)
+      variables = model.init(jax.random.fold_in(key, 0), dummy, train=True)
+      params, batch_stats = variables['params'], variables['batch_stats']
+      if r.whiten:
+        sample = augment.normalize(train_images[:r.whiten_images], dtype=jnp.float32)
+        kernel = whitening_kernel(sample, params['whiten']['kernel'].shape[0])
+        params = flax.core.copy(params, {'whiten': {'kernel': kernel, 'bias': params['whiten']['bias']}})
+      ema_p, ema_s = (params, batch_stats) if r.lookahead else (None, None)
+      return TrainState(jnp.zeros([], jnp.int32), params, batch_stats, tx.init(params), ema_p, ema_s, key)
+
+    def loss_fn(params, batch_stats, x, y):
+      logits, new_vars = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
+                                     mutable=['batch_stats'])
+      labels = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), r.label_smoothing)
+      # Summed, not averaged, over the batch: the recipes' learning rates are per example.
+      loss = optax.softmax_cross_entropy(logits, labels).sum()
+      return loss, (new_vars['batch_stats'], loss)
+
+    def train_step(st: TrainState, x, y) -> TrainState:
+      grads, (batch_stats, loss) = jax.grad(loss_fn, has_aux=True)(st.params, st.batch_stats, x, y)
+      updates, opt_state = tx.update(grads, st.opt_state, st.params)
+      params = optax.apply_updates(st.params, updates)
+      step = st.step + 1
+      ema_p, ema_s = st.ema_params, st.ema_stats
+      if r.lookahead:
+        # airbench94's lookahead: every 5 steps pull an EMA towards the weights, then reset the
+        # weights to it; the EMA's memory grows as (step/total)^3. Final step: weights = EMA.
+        decay = 0.95**5 * (step / total)**3
+        sync = (step % 5 == 0) | (step == total)
+        lerp = lambda e, p: jnp.where(sync, e + (1 - decay) * (p - e), e)
+        ema_p = jax.tree_util.tree_map(lerp, ema_p, params)
+        ema_s = jax.tree_util.tree_map(lerp, ema_s, batch_stats)
+        pick = lambda e, p: jnp.where(sync, e, p)
+        params = jax.tree_util.tree_map(pick, ema_p, params)
+        batch_stats = jax.tree_util.tree_map(pick, ema_s, batch_stats)
+      return st.replace(step=step, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                        ema_params=ema_p, ema_stats=ema_s), loss
+
+    def augmented_batch(images, labels, idx, flips, key):
+      x = images[idx]
+      if r.flip != 'none':
+        x = augment.flip_lr(x, flips[idx])
+      k_shift, k_cut = jax.random.split(key)
+      x = augment.translate(x, augment.random_shifts(k_shift, bs, r.translate), r.translate)
+      x = augment.normalize(x, dtype=dtype)
+      if r.cutout:
+        corners = augment.random_cutout_corners(k_cut, bs, x.shape[1], x.shape[2], r.cutout)
+        x = augment.cutout(x, corners, r.cutout)
+      return jax.lax.with_sharding_constraint(x, split), labels[idx]
+
+    def epoch_fn(st: TrainState, images, labels, epoch):
+      ekey = jax.random.fold_in(st.key, epoch + 1)
+      perm = jax.random.permutation(jax.random.fold_in(ekey, 0), n_train)
+      if r.flip == 'alternating':
+        base = jax.random.bernoulli(jax.random.fold_in(st.key, 0x5EED), 0.5, (n_train,))
+        flips = augment.alternating_flip(base, epoch)
+      else:
+        flips = jax.random.bernoulli(jax.random.fold_in(ekey, 1), 0.5, (n_train,))
+      n_steps = jnp.clip(total - epoch * spe, 0, spe)
+
+      def body(i, carry):
+        st, loss_sum = carry
+        idx = jax.lax.with_sharding_constraint(jax.lax.dynamic_slice(perm, (i * bs,), (bs,)), split)
+        x, y = augmented_batch(images, labels, idx, flips, jax.random.fold_in(ekey, i + 2))
+        st, loss = train_step(st, x, y)
+        return st, loss_sum + loss
+
+      st, loss_sum = jax.lax.fori_loop(0, n_steps, body, (st, jnp.zeros([], jnp.float32)))
+      return st, {'train_loss': loss_sum / jnp.maximum(n_steps * bs, 1)}
+
+    def logits_fn(params, batch_stats, x, tta_level):
+      net = lambda v: model.apply({'params': params, 'batch_stats': batch_stats}, v, train=False)
+      mirror = lambda v: 0.5 * net(v) + 0.5 * net(v[:, :, ::-1, :]) if tta_level >= 1 else net(v)
+      logits = mirror(x)
+      if tta_level >= 2:
+        n = x.shape[0]
+        up_left = augment.translate(x, jnp.full((n, 2), -1), 1)
+        down_right = augment.translate(x, jnp.full((n, 2), 1), 1)
+        logits = 0.5 * logits + 0.25 * (mirror(up_left) + mirror(down_right))
+      return logits
+
+    def eval_fn(params, batch_stats, images, labels, tta_level):
+      ebs = r.eval_batch_size
+      xs = images.reshape((-1, ebs) + images.shape[1:])
+      ys = labels.reshape(-1, ebs)
+
+      def chunk(args):
+        x, y = args
+        x = jax.lax.with_sharding_constraint(augment.normalize(x, dtype=dtype), split)
+        pred = jnp.argmax(logits_fn(params, batch_stats, x, tta_level), -1)
+        return jnp.sum((pred == y) & (y >= 0))
+
+      return jnp.sum(jax.lax.map(chunk, (xs, ys)))
+
+    self._init_fn = jax.jit(init_fn, out_shardings=rep)
+    self._epoch_fn = jax.jit(epoch_fn, out_shardings=rep, donate_argnums=0)
+    self._eval_fns = {level: jax.jit(functools.partial(eval_fn, tta_level=level), out_shardings=rep)
+                      for level in {0, r.tta_level}}
+    self._train_step_for_cost = train_step
+    self._logits_for_cost = logits_fn
+
+  def compile(self) -> FlopCounts:
+    seed = jax.ShapeDtypeStruct((), jnp.uint32)
+    self._init_c = self._init_fn.lower(seed, self.train_images).compile()
+    state = jax.eval_shape(self._init_fn, seed, self.train_images)
+    rep = parallel.replicated(self.mesh)
+    state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
+    epoch = jax.ShapeDtypeStruct((), jnp.int32)
+    self._epoch_c = self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch).compile()
+    self._eval_c = {level: fn.lower(state.params, state.batch_stats, self.test_images,
+                                    self.test_labels).compile()
+                    for level, fn in self._eval_fns.items()}
+    return self._flop_counts(state)
+
+  def _flop_counts(self, state) -> FlopCounts:
+    """Per-example FLOPs from XLA's cost analysis of one train step and one TTA forward."""
+    bs = self.recipe.batch_size
+    dtype = jnp.dtype(self.recipe.dtype)
+    x = jax.ShapeDtypeStruct((bs, 32, 32, 3), dtype)
+    y = jax.ShapeDtypeStruct((bs,), jnp.int32)
+    try:
+      train = jax.jit(self._train_step_for_cost).lower(state, x, y).cost_analysis()['flops']
+      tta = functools.partial(self._logits_for_cost, tta_level=self.recipe.tta_level)
+      ev = jax.jit(tta).lower(state.params, state.batch_stats, x).cost_analysis()['flops']
+    except Exception:  # cost analysis is best effort on some backends; MFU is then reported as 0
+      return FlopCounts()
+    return FlopCounts(train_per_example=train / bs, eval_per_example=ev / bs)
+
+  # ---------------------------------------------------------------- run
+  def init(self, seed: int) -> TrainState:
+    return self._init_c(np.uint32(seed), self.train_images)
+
+  def train_epoch(self, state: TrainState, epoch: int):
+    return self._epoch_c(state, self.train_images, self.train_labels, np.int32(epoch))
+
+  def evaluate(self, state: TrainState, *, final: bool) -> dict[str, float]:
+    level = self.recipe.tta_level if final else 0
+    correct = self._eval_c[level](state.params, state.batch_stats, self.test_images, self.test_labels)
+    return {'top1Accuracy': 100.0 * float(correct) / self.num_test}
+
+  def describe(self) -> dict[str, Any]:
+    return {
+        'recipe': dataclasses.asdict(self.recipe),
+        'num_train': self.num_train,
+        'num_test': self.num_test,
+        'steps_per_epoch': self.steps_per_epoch,
+        'total_steps': self.total_steps,
+        'per_epoch_eval': 'no test-time augmentation (untimed)',
+        'final_eval': f'tta_level={self.recipe.tta_level} (timed)',
+    }
