@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from absl import app, flags
 
@@ -12,9 +11,6 @@ _START = common.process_start_time()
 
 FLAGS = flags.FLAGS
 common.define_common_flags()
-
-_R = None  # populated lazily to keep flag definitions next to the recipe defaults
-
 
 def _define_recipe_flags() -> None:
   from dawnjax.workloads.cifar10 import CifarRecipe
@@ -64,7 +60,7 @@ def recipe_from_flags():
 
 
 def run() -> int:
-  from dawnjax.errors import ConfigError, TargetNotReached
+  from dawnjax.errors import ConfigError
   if not FLAGS.data_dir:
     raise ConfigError('--data_dir is required: a CIFAR-10 folder or archive (python-pickle, binary, '
                       'class-folder images, or a TFDS data dir)')
@@ -73,41 +69,17 @@ def run() -> int:
   common.configure_jax()
   from dawnjax import parallel
   from dawnjax.data.cifar10 import load_cifar10
-  from dawnjax.train import loop, reporting
+  from dawnjax.experiments import runner
   from dawnjax.workloads.cifar10 import Cifar10Workload
 
-  out = reporting.check_output_dir(FLAGS.output_dir)
   parallel.maybe_initialize_distributed()
   mesh = parallel.make_mesh(FLAGS.num_devices)
-  recipe = recipe_from_flags()
   cache_dir = common.default_cache_dir(FLAGS.data_dir)
   workload = Cifar10Workload(
-      recipe, mesh, target=FLAGS.target, train_subset=FLAGS.train_subset, test_subset=FLAGS.test_subset,
+      recipe_from_flags(), mesh, target=FLAGS.target, train_subset=FLAGS.train_subset,
+      test_subset=FLAGS.test_subset,
       data_loader=lambda: load_cifar10(FLAGS.data_dir, cache_dir=cache_dir, download=FLAGS.download))
-  load_s, compile_s, flops = loop.prepare(workload)
-  device = parallel.device_description(mesh)
-  print(f'{workload.dataset_name}: {workload.num_train} train / {workload.num_test} test images on '
-        f"{device['num_devices']}x {device['device_kind']}; data {load_s:.1f} s, compile {compile_s:.1f} s; "
-        f'{workload.num_epochs} epochs of {workload.steps_per_epoch} steps, target '
-        f'{workload.target.metric} >= {workload.target.threshold}', flush=True)
-  info = reporting.RunInfo(
-      output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,
-      compile_seconds=compile_s, flops=flops, wall_clock_start=_START, author=FLAGS.author,
-      author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=FLAGS.notes)
-  reporter = reporting.RunReporter(workload, info, clock=time.time,
-                                   print_fn=lambda s: print(s, flush=True), tensorboard=FLAGS.tensorboard)
-  config = loop.LoopConfig(seeds=FLAGS.seeds, base_seed=FLAGS.seed, eval_every_epoch=FLAGS.eval_every_epoch)
-  try:
-    for i in range(config.seeds):
-      loop.train_seed(workload, config.base_seed + i, config, (reporter,))
-  finally:
-    reporter.close()
-  summary = reporter.finish()
-  if not summary['reached_target']:
-    acc = summary['accuracy']
-    raise TargetNotReached(
-        f"target not reached: mean {workload.target.metric} {acc['mean']:.2f} < {workload.target.threshold:g} "
-        f"over {summary['seeds']} seed(s); results written to {out}")
+  runner.run_workload(workload, mesh, start_time=_START)
   return 0
 
 

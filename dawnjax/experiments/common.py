@@ -39,6 +39,8 @@ def define_common_flags() -> None:
   flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache directory.")
   flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
   flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
+  flags.DEFINE_string('profile_epochs', None, 'START:END (1-based, inclusive): jax.profiler trace of '
+                      'those epochs of the first seed into output_dir/tensorboard/profile.')
 
 
 def configure_jax() -> None:

@@ -91,8 +91,9 @@ def prepare(workload: Workload) -> tuple[float, float, FlopCounts]:
 
 
 def train_seed(workload: Workload, seed: int, config: LoopConfig,
-               listeners: tuple[Listener, ...] = ()) -> SeedResult:
-  """One full timed training of `workload` from `seed`."""
+               listeners: tuple[Listener, ...] = (),
+               before_epoch: Callable[[int], None] | None = None) -> SeedResult:
+  """One full timed training of `workload` from `seed`. `before_epoch(epoch)` runs off the clock."""
   target = workload.target
   timed = Stopwatch()
   state, init_seconds = timed.measure(lambda: workload.init(seed))
@@ -102,6 +103,8 @@ def train_seed(workload: Workload, seed: int, config: LoopConfig,
   final_eval_seconds = 0.0
   time_to_target = None
   for epoch in range(workload.num_epochs):
+    if before_epoch is not None:
+      before_epoch(epoch)
     (state, train_scalars), epoch_seconds = timed.measure(lambda: workload.train_epoch(state, epoch))
     last = epoch == workload.num_epochs - 1
     metrics: dict[str, float] = {}

@@ -1,0 +1,97 @@
+"""Runs any workload under the shared loop with the common flags: the body of every entry point."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from absl import flags
+
+from dawnjax import parallel
+from dawnjax.errors import ConfigError, TargetNotReached
+from dawnjax.experiments import common
+from dawnjax.train import loop, reporting
+from dawnjax.workloads.base import Workload
+
+FLAGS = flags.FLAGS
+
+
+def parse_profile_epochs(spec: str | None) -> tuple[int, int] | None:
+  """'START:END' (1-based epochs, inclusive) -> (start, end); None when profiling is off."""
+  if not spec:
+    return None
+  try:
+    start, end = (int(v) for v in spec.split(':'))
+  except ValueError:
+    raise ConfigError(f'--profile_epochs={spec!r}: expected START:END, e.g. 2:3') from None
+  if start < 1 or end < start:
+    raise ConfigError(f'--profile_epochs={spec!r}: need 1 <= START <= END')
+  return start, end
+
+
+class ProfileWindow:
+  """A `loop.Listener` that brackets epochs START..END of the first seed with a jax.profiler trace.
+
+  The trace lands in output_dir/tensorboard/profile (TensorBoard's profile plugin reads it).
+  Profiling perturbs timing, so the summary records that it was on.
+  """
+
+  def __init__(self, window: tuple[int, int], logdir: str):
+    self.start, self.end = window
+    self.logdir = logdir
+    self._active = False
+    self._done = False
+
+  def before_epoch(self, seed_index: int, epoch: int) -> None:
+    import jax
+    if not self._done and not self._active and seed_index == 0 and epoch + 1 == self.start:
+      jax.profiler.start_trace(self.logdir)
+      self._active = True
+
+  def on_epoch(self, record: loop.EpochRecord) -> None:
+    import jax
+    if self._active and record.epoch >= self.end:
+      jax.profiler.stop_trace()
+      self._active = False
+      self._done = True
+
+  def on_seed_end(self, result: loop.SeedResult) -> None:
+    self.on_epoch(loop.EpochRecord(result.seed, 10**9, 0, {}, 0, 0, 0, True))
+
+
+def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, Any]:
+  """Loads, compiles, trains --seeds seeds, writes every output; returns the summary.
+
+  Raises TargetNotReached (after writing everything) when the mean misses the target.
+  """
+  out = reporting.check_output_dir(FLAGS.output_dir)
+  load_s, compile_s, flops = loop.prepare(workload)
+  device = parallel.device_description(mesh)
+  print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: data {load_s:.1f} s, '
+        f'compile {compile_s:.1f} s; {workload.num_epochs} epochs; target {workload.target.metric} >= '
+        f'{workload.target.threshold:g}', flush=True)
+  window = parse_profile_epochs(FLAGS.profile_epochs)
+  notes = FLAGS.notes + (' [profiler on: timings perturbed]' if window else '')
+  info = reporting.RunInfo(
+      output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,
+      compile_seconds=compile_s, flops=flops, wall_clock_start=start_time, author=FLAGS.author,
+      author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=notes)
+  reporter = reporting.RunReporter(workload, info, clock=time.time,
+                                   print_fn=lambda s: print(s, flush=True), tensorboard=FLAGS.tensorboard)
+  listeners: tuple[Any, ...] = (reporter,)
+  profiler = ProfileWindow(window, str(out / 'tensorboard' / 'profile')) if window else None
+  if profiler:
+    listeners = (profiler, reporter)
+  config = loop.LoopConfig(seeds=FLAGS.seeds, base_seed=FLAGS.seed, eval_every_epoch=FLAGS.eval_every_epoch)
+  with contextlib.ExitStack() as stack:
+    stack.callback(reporter.close)
+    for i in range(config.seeds):
+      before = (lambda epoch, i=i: profiler.before_epoch(i, epoch)) if profiler else None
+      loop.train_seed(workload, config.base_seed + i, config, listeners, before_epoch=before)
+  summary = reporter.finish()
+  if not summary['reached_target']:
+    acc = summary['accuracy']
+    raise TargetNotReached(
+        f"target not reached: mean {workload.target.metric} {acc['mean']:.4g} < {workload.target.threshold:g} "
+        f"over {summary['seeds']} seed(s); results written to {out}")
+  return summary

@@ -1,0 +1,121 @@
+"""The CIFAR-10 workload under the shared loop: learning, determinism, data parallelism."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dawnjax import parallel
+from dawnjax.data.arrays import ImageClassificationData
+from dawnjax.errors import ConfigError
+from dawnjax.train import loop
+from dawnjax.workloads.cifar10 import Cifar10Workload, CifarRecipe
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(widths=(8, 8, 8), dtype='float32', eval_batch_size=64, whiten_images=64)
+
+
+def learnable_data(n_train=512, n_test=128, seed=0) -> ImageClassificationData:
+  """Each class has its own colour; noise on top. Learnable in a few steps, far from trivial."""
+  rng = np.random.default_rng(seed)
+  colours = rng.integers(40, 215, (10, 1, 1, 3))
+  def split(n):
+    y = rng.integers(0, 10, n).astype(np.int32)
+    x = np.clip(colours[y] + rng.normal(0, 50, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+    return x, y
+  (xa, ya), (xb, yb) = split(n_train), split(n_test)
+  return ImageClassificationData('synthetic', xa, ya, xb, yb, tuple(map(str, range(10))), 'generated')
+
+
+def test_real_cifar10_jpeg_slice_beats_chance(cifar10_jpeg):
+  # Muon learns fastest per step; XLA's CPU convolutions are slow, so this is 30 steps of 100 images.
+  recipe = CifarRecipe(optimizer='muon', batch_size=100, epochs=3, widths=(8, 8, 8), dtype='float32',
+                       eval_batch_size=250, whiten_images=500, tta_level=1, head_unit_std=True)
+  wl = Cifar10Workload(recipe, parallel.make_mesh(), data_loader=lambda: cifar10_jpeg,
+                       train_subset=1000, test_subset=500)
+  result = loop.run(wl, loop.LoopConfig(seeds=1))
+  assert wl.dataset_name == 'cifar10_jpeg' and wl.target.threshold == 90.5
+  accs = [r.metrics['top1Accuracy'] for r in result.seeds[0].epochs]
+  assert accs[-1] > 20.0, accs  # chance is 10%; this run reaches ~30%
+  assert accs[-1] > accs[0], accs
+  assert result.flops.train_per_example > 0 and result.compile_seconds > 0
+
+
+def test_same_seed_same_result_other_seed_differs():
+  data = learnable_data()
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=2, **TINY), parallel.make_mesh(), data_loader=lambda: data,
+                       target=50.0)
+  res = loop.run(wl, loop.LoopConfig(seeds=2))
+  again = loop.train_seed(wl, 0, loop.LoopConfig())
+  a = [e.metrics['top1Accuracy'] for e in res.seeds[0].epochs]
+  assert a == [e.metrics['top1Accuracy'] for e in again.epochs]
+  assert [e.train_loss for e in res.seeds[0].epochs] == [e.train_loss for e in again.epochs]
+  assert [e.train_loss for e in res.seeds[1].epochs] != [e.train_loss for e in again.epochs]
+  assert res.seeds[0].final_metrics['top1Accuracy'] > 50.0  # learnable data is learned
+  assert res.seeds[0].reached_target and res.seeds[0].time_to_target is not None
+
+
+def test_partial_last_epoch_and_schedule():
+  data = learnable_data(n_train=640)
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1.5, **TINY), parallel.make_mesh(), data_loader=lambda: data)
+  wl.load_data()
+  assert (wl.steps_per_epoch, wl.total_steps, wl.num_epochs) == (10, 15, 2)
+  assert [wl.train_examples(e) for e in range(2)] == [640, 320]
+  wl.compile()
+  state = wl.init(0)
+  for epoch in range(2):
+    state, _ = wl.train_epoch(state, epoch)
+  assert int(state.step) == 15
+
+
+def test_bad_recipe_is_a_config_error():
+  with pytest.raises(ConfigError, match='--optimizer'):
+    Cifar10Workload(CifarRecipe(optimizer='adam'), parallel.make_mesh(), data_loader=None)
+  with pytest.raises(ConfigError, match='--batch_size'):
+    Cifar10Workload(CifarRecipe(batch_size=0), parallel.make_mesh(), data_loader=None)
+  wl = Cifar10Workload(CifarRecipe(batch_size=1024, **TINY), parallel.make_mesh(), data_loader=learnable_data)
+  with pytest.raises(ConfigError, match='exceeds'):
+    wl.load_data()
+
+
+SHARDED_SCRIPT = textwrap.dedent('''
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_cifar10_workload import learnable_data, TINY
+    from dawnjax import parallel
+    from dawnjax.workloads.cifar10 import Cifar10Workload, CifarRecipe
+    assert len(jax.devices()) == 8, jax.devices()
+    data = learnable_data(n_train=256, n_test=128)
+    out = {{}}
+    for n in (1, 8):
+      for opt in ('sgd', 'muon'):
+        recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=1, **TINY)
+        wl = Cifar10Workload(recipe, parallel.make_mesh(n), data_loader=lambda: data)
+        wl.load_data(); wl.compile()
+        state, _ = wl.train_epoch(wl.init(0), 0)
+        leaves = jax.tree_util.tree_leaves(state.params)
+        assert len(leaves[0].sharding.device_set) == n
+        out[f'{{opt}}{{n}}'] = dict(
+            params=[np.asarray(x).ravel().tolist() for x in leaves],
+            stats=[np.asarray(x).ravel().tolist() for x in jax.tree_util.tree_leaves(state.batch_stats)],
+            acc=wl.evaluate(state, final=True)['top1Accuracy'])
+    print('RESULT' + json.dumps(out))
+''')
+
+
+def test_sharded_step_equals_single_device_on_8_fake_devices():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu',
+             PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  proc = subprocess.run([sys.executable, '-c', SHARDED_SCRIPT.format(tests=os.path.join(REPO, 'tests'))],
+                        env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.split('RESULT', 1)[1])
+  for opt in ('sgd', 'muon'):
+    one, eight = out[f'{opt}1'], out[f'{opt}8']
+    for a, b in zip(one['params'] + one['stats'], eight['params'] + eight['stats']):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert abs(one['acc'] - eight['acc']) <= 1.0
