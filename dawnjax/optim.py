@@ -44,15 +44,15 @@ def freeze_after(num_steps: int) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-def newton_schulz(g: jax.Array, steps: int = 3, eps: float = 1e-7) -> jax.Array:
+def newton_schulz(g: jax.Array, steps: int = 3, eps: float = 1e-7, dtype=jnp.bfloat16) -> jax.Array:
   """Approximately orthogonalises a matrix (its singular values pushed towards 1), in bf16.
 
   The quintic coefficients (3.4445, -4.7750, 2.0315) are Keller Jordan's: they maximise the slope
   at zero so a few iterations suffice, at the price of not converging exactly to 1.
   """
   a, b, c = 3.4445, -4.7750, 2.0315
-  x = g.astype(jnp.bfloat16)
-  x = x / (jnp.linalg.norm(x.astype(jnp.float32)).astype(jnp.bfloat16) + eps)
+  x = g.astype(dtype)
+  x = x / (jnp.linalg.norm(x.astype(jnp.float32)).astype(dtype) + eps)
   transpose = x.shape[0] > x.shape[1]
   if transpose:
     x = x.T
@@ -67,7 +67,8 @@ class MuonState(NamedTuple):
   momentum: optax.Params
 
 
-def muon(lr: float, momentum: float, schedule: Schedule, ns_steps: int = 3) -> optax.GradientTransformation:
+def muon(lr: float, momentum: float, schedule: Schedule, ns_steps: int = 3,
+         ns_dtype=jnp.bfloat16) -> optax.GradientTransformation:
   """Muon as in airbench94_muon: Nesterov momentum, orthogonalised update, weight renormalisation.
 
   Each filter bank (kh, kw, cin, cout) is treated as a (kh*kw*cin, cout) matrix, and its weight is
@@ -84,7 +85,7 @@ def muon(lr: float, momentum: float, schedule: Schedule, ns_steps: int = 3) -> o
     def leaf_update(g, m, p):
       g = g + momentum * m
       mat = g.reshape(-1, g.shape[-1])
-      ortho = newton_schulz(mat, ns_steps).reshape(g.shape).astype(p.dtype)
+      ortho = newton_schulz(mat, ns_steps, dtype=ns_dtype).reshape(g.shape).astype(p.dtype)
       scale = jnp.sqrt(jnp.asarray(p.shape[-1], jnp.float32)) / jnp.linalg.norm(p)
       return p * (scale - 1.0) - step_lr * ortho
 

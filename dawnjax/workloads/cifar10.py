@@ -66,12 +66,15 @@ class CifarRecipe:
   bn_momentum: float = 0.6
   dtype: str = 'bfloat16'
   gelu_approximate: bool = False
+  pool_impl: str = 'reshape'
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
       raise ConfigError(f"--optimizer={self.optimizer!r}: expected 'sgd' or 'muon'")
     if self.flip not in ('alternating', 'random', 'none'):
       raise ConfigError(f"--flip={self.flip!r}: expected 'alternating', 'random' or 'none'")
+    if self.pool_impl not in ('reshape', 'window'):
+      raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape' or 'window'")
     if self.tta_level not in (0, 1, 2):
       raise ConfigError(f'--tta_level={self.tta_level}: expected 0, 1 or 2')
     if self.epochs <= 0 or self.batch_size <= 0:
@@ -102,6 +105,50 @@ def _param_label(path, _) -> str:
   return 'filters'
 
 
+def build_model(recipe: CifarRecipe) -> AirbenchNet:
+  """The recipe's network (no data needed: the whitening weights are variables, set by init)."""
+  logit_scale = recipe.logit_scale
+  if logit_scale is None:
+    logit_scale = 1.0 / 9.0 if recipe.optimizer == 'sgd' else 1.0 / recipe.widths[-1]
+  return AirbenchNet(AirbenchConfig(
+      widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
+      dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate,
+        pool_impl=recipe.pool_impl))
+
+
+def model_name(recipe: CifarRecipe) -> str:
+  return f"airbench{'-muon' if recipe.optimizer == 'muon' else ''}-" + '-'.join(map(str, recipe.widths))
+
+
+def recipe_from_config(config: dict[str, Any]) -> CifarRecipe:
+  """A recipe from its JSON form (dataclasses.asdict, as model.json stores it)."""
+  known = {f.name for f in dataclasses.fields(CifarRecipe)}
+  unknown = sorted(set(config) - known)
+  if unknown:
+    raise ConfigError(f'model config has fields {unknown} that this CifarRecipe does not know; '
+                      'was it written by a newer dawnjax?')
+  values = dict(config)
+  if 'widths' in values:
+    values['widths'] = tuple(int(w) for w in values['widths'])
+  return CifarRecipe(**values)
+
+
+def inference_apply(recipe: CifarRecipe):
+  """apply_fn(variables, uint8 NHWC images) -> logits: normalise on device, one pass, no TTA."""
+  model = build_model(recipe)
+  dtype = jnp.dtype(recipe.dtype)
+
+  def apply_fn(variables, images_u8):
+    return model.apply(variables, augment.normalize(images_u8, dtype=dtype), train=False)
+
+  return apply_fn
+
+
+def inference_apply_from_config(config: dict[str, Any]):
+  """Rebuilds the served apply_fn from model.json's `model_config`, without data."""
+  return inference_apply(recipe_from_config(config))
+
+
 class Cifar10Workload(Workload):
   task = 'cifar10'
 
@@ -118,13 +165,8 @@ class Cifar10Workload(Workload):
     self._train_subset = train_subset
     self._test_subset = test_subset
     self.dataset_name = 'cifar10'
-    logit_scale = recipe.logit_scale
-    if logit_scale is None:
-      logit_scale = 1.0 / 9.0 if recipe.optimizer == 'sgd' else 1.0 / recipe.widths[-1]
-    self.model = AirbenchNet(AirbenchConfig(
-        widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
-        dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate))
-    self.model_name = f"airbench{'-muon' if recipe.optimizer == 'muon' else ''}-" + '-'.join(map(str, recipe.widths))
+    self.model = build_model(recipe)
+    self.model_name = model_name(recipe)
 
   # ---------------------------------------------------------------- data
   def load_data(self) -> None:
@@ -208,7 +250,7 @@ class Cifar10Workload(Workload):
       wd = r.muon_weight_decay * r.batch_size
       decay = optim.linear_decay(total)
       txs = {
-          'filters': optim.muon(r.muon_lr, r.muon_momentum, decay, r.ns_steps),
+          'filters': optim.muon(r.muon_lr, r.muon_momentum, decay, r.ns_steps, ns_dtype=jnp.dtype(r.dtype)),
           'head': optim.torch_sgd(r.head_lr, 0.85, wd / r.head_lr, decay),
           'whiten_bias': optax.chain(
               optim.torch_sgd(r.bias_lr, 0.85, wd / r.bias_lr, optim.linear_decay(whiten_steps)),
@@ -373,6 +415,33 @@ class Cifar10Workload(Workload):
     level = self.recipe.tta_level if final else 0
     correct = self._eval_c[level](state.params, state.batch_stats, self.test_images, self.test_labels)
     return {'top1Accuracy': 100.0 * float(correct) / self.num_test}
+
+  def schedule_scalars(self, epoch: int) -> dict[str, float]:
+    # The optimizer's own schedule functions, evaluated on the host CPU backend so that no work
+    # is queued on the accelerator between timed epochs.
+    r = self.recipe
+    total = self.total_steps
+    step = min((epoch + 1) * self.steps_per_epoch, total)
+    if r.optimizer == 'sgd':
+      schedule, base = optim.airbench_sgd_schedule(total), r.lr / (1024 * (1 + 1 / (1 - r.momentum)))
+    else:
+      schedule, base = optim.linear_decay(total), r.muon_lr
+    with jax.default_device(jax.local_devices(backend='cpu')[0]):
+      mult = float(schedule(step))
+    return {'schedule/lr_multiplier': mult, 'schedule/lr_filters': base * mult}
+
+  def inference_model(self, state: TrainState):
+    # After the last step the lookahead weights are the EMA (train_step), so params are final.
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    info = {
+        'task': self.task, 'dataset': self.dataset_name, 'model': self.model_name,
+        'model_config': dataclasses.asdict(self.recipe),
+        'input': {'shape': list(self.test_images.shape[1:]), 'dtype': 'uint8',
+                  'preprocessing': 'normalised on device (dawnjax.augment.normalize)'},
+        'target': {'metric': self.target.metric, 'threshold': self.target.threshold},
+        'protocol': 'single pass, no test-time augmentation',
+    }
+    return inference_apply(self.recipe), variables, info
 
   def describe(self) -> dict[str, Any]:
     return {
