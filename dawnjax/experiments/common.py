@@ -35,7 +35,10 @@ def define_common_flags() -> None:
   flags.DEFINE_float('target', None, "Override the task's target metric value.")
   flags.DEFINE_string('author', 'dawnjax', 'Author field of the DAWNBench JSON.')
   flags.DEFINE_string('author_email', 'dawnjax@users.noreply.github.com', 'authorEmail field.')
-  flags.DEFINE_float('cost_per_hour', None, 'USD per hour of the hardware, for the cost fields.')
+  flags.DEFINE_float('cost_per_hour', None, 'USD per hour of all the devices used, for the cost fields '
+                    '(default: the list price in dawnjax/prices.tsv x devices).')
+  flags.DEFINE_bool('export_model', True, "After the first seed, save its trained model to output_dir/model "
+                   '(untimed) for `python -m dawnjax.experiments.inference`.')
   flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache directory.")
   flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
   flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')

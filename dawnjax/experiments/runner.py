@@ -59,6 +59,25 @@ class ProfileWindow:
     self.on_epoch(loop.EpochRecord(result.seed, 10**9, 0, {}, 0, 0, 0, True))
 
 
+def export_first_model(workload: Workload, result: loop.SeedResult, out, info: reporting.RunInfo) -> None:
+  """Saves the first seed's trained model to out/model, between seeds (off every clock).
+
+  Right after the seed rather than after all of them, so only one extra state is ever held and a
+  run killed in a later seed still leaves a model to benchmark.
+  """
+  from dawnjax.inference import export
+  start = time.perf_counter()
+  meta = {'seed': result.seed, 'device': info.device, 'flags': info.flags,
+          'versions': reporting.software_versions(), 'time_to_target_seconds': result.time_to_target}
+  path = export.export_trained(workload, result.final_state, out / export.RUN_SUBDIR, seed=result.seed,
+                               final_metrics=result.final_metrics, meta=meta)
+  if path is None:
+    print(f'model export: {workload.task} has no inference model yet; skipped', flush=True)
+  else:
+    print(f'model export: seed {result.seed} saved to {path} in {time.perf_counter() - start:.1f} s '
+          '(untimed)', flush=True)
+
+
 def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, Any]:
   """Loads, compiles, trains --seeds seeds, writes every output; returns the summary.
 
@@ -87,7 +106,10 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
     stack.callback(reporter.close)
     for i in range(config.seeds):
       before = (lambda epoch, i=i: profiler.before_epoch(i, epoch)) if profiler else None
-      loop.train_seed(workload, config.base_seed + i, config, listeners, before_epoch=before)
+      result = loop.train_seed(workload, config.base_seed + i, config, listeners, before_epoch=before)
+      if i == 0 and FLAGS.export_model:
+        export_first_model(workload, result, out, info)
+      result.final_state = None  # the reporter keeps every result; the states need not stay on device
   summary = reporter.finish()
   if not summary['reached_target']:
     acc = summary['accuracy']

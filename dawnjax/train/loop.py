@@ -48,6 +48,9 @@ class SeedResult:
   untimed_eval_seconds: float
   reached_target: bool
   time_to_target: float | None  # timed seconds at the first epoch at/over target
+  # The trained state (device arrays), for exporting the model; never serialised. Callers that
+  # keep results across seeds should drop it (set None) once used, to free device memory.
+  final_state: Any = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass
@@ -127,7 +130,8 @@ def train_seed(workload: Workload, seed: int, config: LoopConfig,
       seed=seed, epochs=records, final_metrics=final_metrics, timed_seconds=timed.seconds,
       init_seconds=init_seconds, train_seconds=timed.seconds - init_seconds - final_eval_seconds,
       final_eval_seconds=final_eval_seconds, untimed_eval_seconds=untimed_eval,
-      reached_target=target.reached(final_metrics[target.metric]), time_to_target=time_to_target)
+      reached_target=target.reached(final_metrics[target.metric]), time_to_target=time_to_target,
+      final_state=state)
   for listener in listeners:
     listener.on_seed_end(result)
   return result

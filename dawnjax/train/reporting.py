@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dawnjax import hardware
+from dawnjax import cost as cost_lib, hardware
 from dawnjax.errors import DawnjaxError
 from dawnjax.report import dawnbench, stats, summary as summary_lib
 from dawnjax.report.atomic import atomic_write_text
@@ -103,6 +103,7 @@ class RunReporter:
       scalars = {'train/loss': record.train_loss, 'train/epoch_seconds': record.epoch_seconds,
                  'train/examples_per_second': throughput, 'time/timed_seconds': record.timed_seconds}
       scalars.update({f'eval/{k}': v for k, v in record.metrics.items()})
+      scalars.update(self.workload.schedule_scalars(record.epoch - 1))
       writer.scalars(scalars, record.epoch)
       writer.flush()
 
@@ -127,6 +128,11 @@ class RunReporter:
       self._writer = None
 
   # ------------------------------------------------------------------ files
+  def hourly_price(self) -> cost_lib.HourlyPrice:
+    """--cost_per_hour when given, else the price table's figure for this device x devices."""
+    return cost_lib.hourly_price(self.info.device['device_kind'], self.info.device['num_devices'],
+                                 self.info.cost_per_hour)
+
   def basename(self) -> str:
     return dawnbench.result_basename(self.info.author, self.workload.model_name, self.hw_tag, 'JAX')
 
@@ -169,10 +175,15 @@ class RunReporter:
     achieved = run_flops / mean_timed / 1e12 if mean_timed > 0 else 0.0
     n_dev = self.info.device['num_devices']
     mfu = achieved / (self.peak_tflops * n_dev) if self.peak_tflops and run_flops else None
+    price = self.hourly_price()
     cost = None
-    if self.info.cost_per_hour is not None:
-      cost = {'cost_per_hour_usd': self.info.cost_per_hour,
-              'timed_training_cost_usd': self.info.cost_per_hour * mean_timed / 3600.0}
+    if price.usd_per_hour is not None:
+      ttt = crossing.hours * 3600.0 if crossing else None
+      cost = {'cost_per_hour_usd': price.usd_per_hour, 'price_source': price.source,
+              'price': price.as_dict(),
+              'time_to_target_cost_usd': cost_lib.cost_usd(ttt, price.usd_per_hour) if ttt is not None else None,
+              'timed_training_cost_usd': cost_lib.cost_usd(mean_timed, price.usd_per_hour),
+              'rule': 'USD = seconds / 3600 x USD per hour of all devices used (DAWNBench: time to target)'}
     return {
         'partial': partial,
         'task': wl.task,
@@ -235,14 +246,14 @@ class RunReporter:
     if rows:
       misc = {k: summary[k] for k in ('dataset', 'seeds', 'accuracy', 'timed_seconds', 'time_to_target_seconds',
                                       'reached_target', 'compile_seconds', 'data_load_seconds', 'wall_seconds',
-                                      'timed_region', 'mfu', 'partial')}
+                                      'timed_region', 'mfu', 'cost', 'partial')}
       misc = summary_lib.jsonable(misc)  # NaN (e.g. the CI of one seed) is not valid JSON
       misc['tsv'] = 'per-epoch mean over seeds; hours = mean timed hours; per-seed TSVs in seeds/'
       hardware_text = f"{self.info.device['num_devices']}x {self.info.device['device_kind']}"
       json_obj = dawnbench.training_json(
           author=self.info.author, author_email=self.info.author_email, framework=f"JAX {summary['versions'].get('jax', '')}".strip(),
           model=self.workload.model_name, hardware=hardware_text,
-          timestamp=datetime.date.today(), cost_per_hour=self.info.cost_per_hour,
+          timestamp=datetime.date.today(), cost_per_hour=self.hourly_price().usd_per_hour,
           code_url=self.info.code_url, misc=misc)
       dawnbench.write_training_result(out, task=self.workload.task, rows=rows, json_obj=json_obj,
                                       basename=self.basename())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +76,20 @@ class Workload(abc.ABC):
   def describe(self) -> dict[str, Any]:
     """Configuration recorded in the summary JSON."""
     return {}
+
+  def schedule_scalars(self, epoch: int) -> dict[str, float]:
+    """Host floats describing the optimizer schedule after `epoch` (0-based), e.g. the learning
+    rate, for TensorBoard. Must not touch the device: it runs between timed epochs."""
+    return {}
+
+  def inference_model(self, state: Any) -> tuple[Callable[[Any, Any], Any], Any, dict[str, Any]]:
+    """(apply_fn, variables, info) to serve the trained `state`; optional (NotImplementedError).
+
+    apply_fn(variables, inputs) -> logits takes what a client sends (uint8 images for vision
+    tasks), so preprocessing is part of the served model, and is a single pass: no test-time
+    augmentation (DAWNBench inference classifies each item once). `variables` is the pytree to
+    save. `info` is JSON-able and rebuilds apply_fn without data: 'task', 'dataset', 'model',
+    'model_config' (the recipe), 'input' ({'shape': per-item shape, 'dtype'}), 'target'
+    ({'metric', 'threshold'}).
+    """
+    raise NotImplementedError(f'{type(self).__name__} does not provide an inference model yet')

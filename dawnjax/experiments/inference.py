@@ -1,0 +1,242 @@
+"""DAWNBench inference: batch-1 latency, cost per item and accuracy of a trained, served model.
+
+  python -m dawnjax.experiments.inference --task=cifar10 --checkpoint=RUN_DIR \
+      --data_dir=DATA --output_dir=OUT
+  python -m dawnjax.experiments.inference --task=cifar10 --exported=OUT/exported \
+      --data_dir=DATA --output_dir=OUT2
+
+--checkpoint (a training --output_dir or its model/) rebuilds the network from model.json and
+benchmarks it ('native'), then writes the jax.export artifact to OUT/exported and benchmarks that
+too ('exported'). --exported loads and runs only the artifact: no Flax, no model or training code.
+The reported DAWNBench latency is the exported artifact's (the native one's when there is none)
+mean over the whole test set in the first --latency_modes mode ('host': image in host memory,
+label back in host memory). See dawnjax/inference/latency.py for the protocol.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+from absl import app, flags
+
+from dawnjax.experiments import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('task', 'cifar10', 'DAWNBench task of the model (selects the test-set reader).')
+flags.DEFINE_string('checkpoint', None, 'Training --output_dir (holding model/) or a model directory.')
+flags.DEFINE_string('exported', None, 'A jax.export artifact directory (written by a --checkpoint run).')
+flags.DEFINE_string('data_dir', None, 'Dataset location, as for training.')
+flags.DEFINE_string('cache_dir', None, 'Where prepared uint8 caches go (as for training).')
+flags.DEFINE_string('output_dir', None, 'Where the inference JSON, summary and exported artifact go.')
+flags.DEFINE_integer('test_subset', None, 'Only N test images (tests/debugging; never a qualifying result).')
+flags.DEFINE_integer('warmup', 100, 'Batch-1 calls before each timed pass (excluded, recorded).')
+flags.DEFINE_list('latency_modes', ['host', 'device'], "Input modes; the first is reported: 'host' "
+                  '(upload + compute + label download) or \'device\' (input already on device).')
+flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput measurement (0: skip).')
+flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
+flags.DEFINE_bool('write_exported', True, 'With --checkpoint: write and benchmark the jax.export artifact.')
+flags.DEFINE_list('export_platforms', [], "Platforms the artifact is lowered for, e.g. cuda,cpu "
+                  '(default: this backend).')
+flags.DEFINE_float('target', None, "Accuracy the served model must reach (default: the model's task target).")
+flags.DEFINE_float('cost_per_hour', None, 'USD per hour of the device (default: dawnjax/prices.tsv).')
+flags.DEFINE_string('author', 'dawnjax', 'Author field of the DAWNBench JSON.')
+flags.DEFINE_string('author_email', 'dawnjax@users.noreply.github.com', 'authorEmail field.')
+flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
+
+SUMMARY = 'inference_summary.json'
+EXPORTED_SUBDIR = 'exported'
+
+
+def _versions() -> dict[str, str]:
+  out = {'python': platform.python_version()}
+  for name in ('jax', 'jaxlib', 'numpy', 'flax', 'orbax-checkpoint'):
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return out
+
+
+def load_test_set(task: str):
+  """(dataset name, uint8 images, int labels) of the task's test split (subset as in training)."""
+  import numpy as np
+  from dawnjax.errors import ConfigError
+  if task != 'cifar10':
+    raise ConfigError(f'--task={task}: only cifar10 has an inference benchmark so far')
+  from dawnjax.data.cifar10 import load_cifar10
+  data = load_cifar10(FLAGS.data_dir, cache_dir=common.default_cache_dir(FLAGS.data_dir))
+  images, labels = np.asarray(data.test_images), np.asarray(data.test_labels)
+  if FLAGS.test_subset:
+    # The same fixed sample as Cifar10Workload's --test_subset.
+    keep = np.sort(np.random.default_rng(1).permutation(len(images))[:FLAGS.test_subset])
+    images, labels = images[keep], labels[keep]
+  return data.name, np.ascontiguousarray(images), labels
+
+
+def _artifact_metadata(manifest: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+  keys = ('task', 'dataset', 'model', 'target', 'accuracy', 'model_config')
+  return {**{k: manifest.get(k) for k in keys}, 'source_checkpoint': str(checkpoint)}
+
+
+def qualification(accuracy: float, threshold: float, *, subset: bool, dataset: str,
+                  model_dataset: str) -> tuple[bool, list[str]]:
+  """DAWNBench counts an inference result only at the task's accuracy on its whole test set."""
+  reasons = []
+  if accuracy < threshold:
+    reasons.append(f'accuracy {accuracy:.2f} < target {threshold:g}')
+  if subset:
+    reasons.append('--test_subset: not the whole test set')
+  if dataset != model_dataset:
+    reasons.append(f'evaluated on {dataset}, trained on {model_dataset}')
+  return not reasons, reasons
+
+
+def run() -> int:
+  from dawnjax.errors import ConfigError, TargetNotReached
+  if bool(FLAGS.checkpoint) == bool(FLAGS.exported):
+    raise ConfigError('pass exactly one of --checkpoint (a trained model) or --exported (an artifact)')
+  if not FLAGS.data_dir or not FLAGS.output_dir:
+    raise ConfigError('--data_dir (the test set) and --output_dir are required')
+  import jax
+  import numpy as np
+  from dawnjax import cost, hardware
+  from dawnjax.inference import artifact
+  from dawnjax.inference.benchmark import BenchConfig, benchmark
+  from dawnjax.report import atomic, dawnbench, summary as summary_lib
+
+  out = Path(FLAGS.output_dir)
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as err:
+    raise ConfigError(f'--output_dir={out} is not writable: {err.strerror or err}') from err
+  config = BenchConfig(warmup=FLAGS.warmup, modes=tuple(FLAGS.latency_modes),
+                       throughput_batch=FLAGS.throughput_batch, throughput_passes=FLAGS.throughput_passes)
+  config.validate()
+  device = jax.devices()[0]
+  dataset, images, labels = load_test_set(FLAGS.task)
+  print(f'{dataset}: {len(images)} test images; device {device.device_kind}', flush=True)
+
+  paths: dict[str, dict[str, Any]] = {}
+  exported_skipped = None
+  predictions: dict[str, np.ndarray] = {}
+  if FLAGS.checkpoint:
+    from dawnjax.inference import export, models
+    saved = export.load_model(FLAGS.checkpoint)
+    info = saved.manifest
+    if info['task'] != FLAGS.task:
+      raise ConfigError(f"--task={FLAGS.task} but the model in {saved.directory} is for {info['task']}")
+    classify = models.classifier(models.apply_fn_for(info))
+    model_dir = str(saved.directory)
+    paths['native'], predictions['native'] = benchmark(classify, saved.variables, images, labels, device, config)
+    if FLAGS.write_exported:
+      try:
+        art_dir = artifact.export_classifier(
+            classify, saved.variables, out / EXPORTED_SUBDIR, item_shape=images.shape[1:],
+            item_dtype=images.dtype, metadata=_artifact_metadata(info, saved.directory),
+            platforms=tuple(FLAGS.export_platforms) or None)
+      except ConfigError as err:  # e.g. flatbuffers missing: the native result still stands
+        exported_skipped = str(err)
+        print(f'exported artifact skipped: {err}', flush=True)
+      else:
+        art = artifact.load_artifact(art_dir)
+        paths['exported'], predictions['exported'] = benchmark(art.call, art.variables, images, labels,
+                                                               device, config)
+        paths['exported']['artifact'] = str(art_dir)
+  else:
+    art = artifact.load_artifact(FLAGS.exported)
+    info = art.manifest
+    model_dir = info.get('source_checkpoint')
+    if info.get('task') != FLAGS.task:
+      raise ConfigError(f"--task={FLAGS.task} but the artifact {FLAGS.exported} is for {info.get('task')}")
+    paths['exported'], predictions['exported'] = benchmark(art.call, art.variables, images, labels, device, config)
+    paths['exported']['artifact'] = str(art.directory)
+
+  primary_path = 'exported' if 'exported' in paths else 'native'
+  mode = config.modes[0]
+  primary = paths[primary_path]['modes'][mode]
+  target = dict(info.get('target') or {})
+  metric = dawnbench.INFERENCE_ACCURACY_FIELD[FLAGS.task]
+  threshold = FLAGS.target if FLAGS.target is not None else target.get('threshold')
+  if threshold is None:
+    raise ConfigError('the model records no target; pass --target')
+  accuracy = primary['accuracy']
+  qualifies, reasons = qualification(accuracy, threshold, subset=bool(FLAGS.test_subset),
+                                     dataset=dataset, model_dataset=info.get('dataset', dataset))
+  price = cost.hourly_price(device.device_kind, 1, FLAGS.cost_per_hour)
+  per_item = (cost.cost_per_item_usd(primary['mean_ms'], price.usd_per_hour)
+              if price.usd_per_hour is not None else None)
+  agree = (int(np.sum(predictions['native'] != predictions['exported']))
+           if len(predictions) == 2 else None)
+  hw_tag = hardware.hardware_tag(device.device_kind, 1)
+  model = info.get('model') or 'model'
+  summary = {
+      'kind': 'inference', 'task': FLAGS.task, 'dataset': dataset, 'model': model,
+      'model_dataset': info.get('dataset'), 'training_accuracy': info.get('accuracy'),
+      'latency_ms': primary['mean_ms'], 'latency_p50_ms': primary['p50_ms'],
+      'latency_p99_ms': primary['p99_ms'], 'accuracy_field': metric, 'accuracy': accuracy,
+      'target': {'metric': metric, 'threshold': threshold}, 'qualifies': qualifies,
+      'not_qualifying_because': reasons, 'reported': {'path': primary_path, 'mode': mode,
+                                                      'statistic': 'mean over the test set'},
+      'cost_per_item_usd': per_item, 'price': price.as_dict(),
+      'throughput_items_per_second': paths[primary_path].get('throughput', {}).get('items_per_second'),
+      'paths': paths, 'native_vs_exported_predictions_differ': agree, 'exported_skipped': exported_skipped,
+      'protocol': {'batch': 1, 'count': int(len(images)), 'count_rule': 'every test item once (DAWNBench)',
+                   'warmup_calls': config.warmup, 'warmup': 'excluded from statistics, recorded per mode',
+                   'compile': 'ahead of time (jit(...).lower(...).compile()), excluded',
+                   'sync': 'each item closed by a device synchronisation',
+                   'modes': {'host': 'host image -> device, classify, label -> host',
+                             'device': 'image already on device, label left on device'},
+                   'served_model': 'single pass, no test-time augmentation'},
+      'device': {'platform': device.platform, 'device_kind': device.device_kind, 'num_devices': 1},
+      'hardware_tag': hw_tag, 'versions': _versions(),
+      'checkpoint': str(FLAGS.checkpoint or ''), 'exported': str(FLAGS.exported or ''),
+      'model_dir': model_dir,  # links this result to its training run in the leaderboard
+      'flags': common.flag_values(), 'notes': FLAGS.notes,
+  }
+  summary_lib.write_summary(out / SUMMARY, summary)
+  json_obj = dawnbench.inference_json(
+      author=FLAGS.author, author_email=FLAGS.author_email, framework=f"JAX {jax.__version__}",
+      model=model, hardware=f'1x {device.device_kind}', timestamp=datetime.date.today(),
+      latency_ms=primary['mean_ms'], cost_per_item_usd=per_item, accuracy_field=metric,
+      accuracy_value=accuracy, cost_per_hour=price.usd_per_hour,
+      misc=summary_lib.jsonable({k: summary[k] for k in (
+          'dataset', 'latency_p50_ms', 'latency_p99_ms', 'qualifies', 'not_qualifying_because',
+          'reported', 'throughput_items_per_second', 'protocol')} | {'price_source': price.source}))
+  basename = dawnbench.result_basename(FLAGS.author, model, hw_tag, 'JAX')
+  atomic.atomic_write_json(out / f'{basename}.json', json_obj, indent=4)
+  print(format_result(summary), flush=True)
+  if accuracy < threshold:
+    raise TargetNotReached(f'served accuracy {accuracy:.2f} < {threshold:g}: not a qualifying DAWNBench '
+                           f'inference result; results written to {out}')
+  return 0
+
+
+def format_result(summary: dict[str, Any]) -> str:
+  from dawnjax.report.summary import format_table
+  rows = []
+  for path, res in summary['paths'].items():
+    for mode, m in res['modes'].items():
+      tp = res.get('throughput') or {}
+      rows.append({'path': path, 'mode': mode, 'n': m['n'], 'mean': m['mean_ms'], 'p50': m['p50_ms'],
+                   'p99': m['p99_ms'], 'acc': m['accuracy'], 'warm': m['warmup']['calls'],
+                   'tp': tp.get('items_per_second'), 'bs': tp.get('batch')})
+  cols = [('path', 'path', 's'), ('mode', 'input', 's'), ('n', 'items', 'd'), ('warm', 'warm-up', 'd'),
+          ('mean', 'mean ms', '.4f'), ('p50', 'p50 ms', '.4f'), ('p99', 'p99 ms', '.4f'),
+          ('acc', 'accuracy %', '.2f'), ('bs', 'batch', 'd'), ('tp', 'items/s', '.0f')]
+  cost = summary['cost_per_item_usd']
+  tail = (f"reported: {summary['reported']['path']}/{summary['reported']['mode']} mean "
+          f"{summary['latency_ms']:.4f} ms; cost/item "
+          f"{'%.3g USD' % cost if cost is not None else 'unknown (no price)'}; "
+          f"{'qualifies' if summary['qualifies'] else 'NOT qualifying: ' + '; '.join(summary['not_qualifying_because'])}")
+  return format_table(rows, cols) + '\n' + tail
+
+
+def main() -> None:
+  app.run(common.main_guard(run))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,59 @@
+"""Benchmarks one served function (native jit or exported artifact) on a test set: latency per input
+mode, accuracy from the same calls, and throughput at a large batch. Returns plain dicts."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from dawnjax.inference import latency
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+  warmup: int = 100  # batch-1 calls before each timed pass, excluded from the statistics
+  modes: tuple[str, ...] = latency.MODES  # the first is the reported DAWNBench latency
+  throughput_batch: int = 1024  # 0 skips the throughput measurement
+  throughput_passes: int = 3
+
+  def validate(self) -> None:
+    from dawnjax.errors import ConfigError
+    if self.warmup < 0 or self.throughput_batch < 0 or self.throughput_passes < 1:
+      raise ConfigError('--warmup and --throughput_batch must be >= 0, --throughput_passes >= 1')
+    bad = [m for m in self.modes if m not in latency.MODES]
+    if bad or not self.modes:
+      raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}')
+
+
+def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray, labels: np.ndarray,
+              device, config: BenchConfig) -> tuple[dict[str, Any], np.ndarray]:
+  """Returns (result dict, predictions of the first mode's pass)."""
+  variables = jax.device_put(variables, device)
+  item_shape, dtype = images.shape[1:], images.dtype
+  one, compile_s = latency.compile_for(fn, variables, 1, item_shape, dtype, device)
+  result: dict[str, Any] = {'compile_seconds': {'batch_1': compile_s}, 'modes': {}}
+  reference = None
+  for mode in config.modes:
+    run = latency.time_items(one, variables, images, device, mode=mode, warmup=config.warmup)
+    if reference is None:
+      reference = run.predictions
+    result['modes'][mode] = {
+        **latency.latency_stats(run.latencies_ms),
+        'accuracy': latency.accuracy_percent(run.predictions, labels),
+        'predictions_differ_from_first_mode': int(np.sum(run.predictions != reference)),
+        'warmup': {'calls': int(run.warmup_ms.size), 'excluded': True,
+                   'first_call_ms': float(run.warmup_ms[0]) if run.warmup_ms.size else None,
+                   'mean_ms': float(run.warmup_ms.mean()) if run.warmup_ms.size else None},
+    }
+  if config.throughput_batch:
+    many, compile_b = latency.compile_for(fn, variables, config.throughput_batch, item_shape, dtype, device)
+    result['compile_seconds'][f'batch_{config.throughput_batch}'] = compile_b
+    tp = latency.time_throughput(many, variables, images, device, batch=config.throughput_batch,
+                                 passes=config.throughput_passes)
+    predictions = tp.pop('predictions')
+    tp['accuracy'] = latency.accuracy_percent(predictions, labels)
+    tp['predictions_differ_from_batch_1'] = int(np.sum(predictions != reference))
+    result['throughput'] = tp
+  return result, reference

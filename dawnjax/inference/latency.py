@@ -1,0 +1,146 @@
+"""The latency harness: classify a test set one item at a time, as DAWNBench's inference rule asks.
+
+Protocol (recorded with every result):
+  * batch 1, every item of the test set once, in order: count = test-set size;
+  * the function is compiled ahead of time (`jit(...).lower(...).compile()`) before any timing;
+  * `warmup` calls on the first items precede the timed pass; they are excluded from the
+    statistics and recorded separately;
+  * each item is timed alone and closed by a device synchronisation, so queued work never
+    hides in the next item's time;
+  * two input modes: 'host' = the image starts in host memory and the label ends there (upload,
+    compute, download: a full classify request, the reported DAWNBench latency); 'device' = the
+    image is already on the device and the label stays there (compute + dispatch only);
+  * Python's garbage collector is paused during timed loops, as `timeit` does, so a collection
+    does not land in some item's time.
+Predictions come from the same pass, so the accuracy reported beside a latency is the served
+model's on exactly those calls.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+MODES = ('host', 'device')
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyRun:
+  mode: str
+  latencies_ms: np.ndarray  # one per item, in test-set order
+  predictions: np.ndarray  # int, one per item
+  warmup_ms: np.ndarray  # each warm-up call, excluded from the statistics
+
+  @property
+  def count(self) -> int:
+    return int(self.latencies_ms.size)
+
+
+def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_shape, item_dtype,
+                device) -> tuple[Any, float]:
+  """AOT-compiles fn(variables, inputs[batch, *item_shape]) for `device`; returns (exe, seconds)."""
+  sharding = jax.sharding.SingleDeviceSharding(device)
+  x_spec = jax.ShapeDtypeStruct((batch, *item_shape), np.dtype(item_dtype), sharding=sharding)
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(variables, x_spec).compile()
+  return compiled, time.perf_counter() - start
+
+
+class _GcPaused:
+  def __enter__(self):
+    self._was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+
+  def __exit__(self, *exc):
+    if self._was:
+      gc.enable()
+
+
+def time_items(classify, variables, images: np.ndarray, device, *, mode: str, warmup: int,
+               clock: Callable[[], int] = time.perf_counter_ns) -> LatencyRun:
+  """Times classify(variables, one item) for every item of `images` (batch 1), in `mode`.
+
+  `classify` is a compiled batch-1 function and `variables` already live on `device`.
+  """
+  if mode not in MODES:
+    raise ValueError(f'mode {mode!r}: expected one of {MODES}')
+  n = len(images)
+  if n == 0:
+    raise ValueError('no items to time')
+  if mode == 'device':
+    items = [jax.device_put(images[i:i + 1], device) for i in range(n)]
+    jax.block_until_ready(items)
+
+    def one(i: int):
+      return classify(variables, items[i]).block_until_ready()
+  else:
+    def one(i: int):
+      # Upload, compute and download: np.asarray waits for the result.
+      return np.asarray(classify(variables, jax.device_put(images[i:i + 1], device)))
+
+  warm = np.zeros(warmup, np.float64)
+  times = np.zeros(n, np.float64)
+  outputs = [None] * n
+  with _GcPaused():
+    for k in range(warmup):
+      start = clock()
+      one(k % n)
+      warm[k] = (clock() - start) / 1e6
+    for i in range(n):
+      start = clock()
+      outputs[i] = one(i)
+      times[i] = (clock() - start) / 1e6
+  predictions = np.concatenate([np.asarray(o).reshape(-1) for o in outputs])
+  return LatencyRun(mode, times, predictions, warm)
+
+
+def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
+  """mean, median (p50), p90, p99, min, max and std (ms) over items."""
+  x = np.asarray(latencies_ms, np.float64)
+  return {'n': int(x.size), 'mean_ms': float(x.mean()), 'p50_ms': float(np.percentile(x, 50)),
+          'p90_ms': float(np.percentile(x, 90)), 'p99_ms': float(np.percentile(x, 99)),
+          'min_ms': float(x.min()), 'max_ms': float(x.max()), 'std_ms': float(x.std())}
+
+
+def time_throughput(classify_batch, variables, images: np.ndarray, device, *, batch: int,
+                    passes: int = 3, clock: Callable[[], int] = time.perf_counter_ns) -> dict[str, Any]:
+  """Items/s classifying the whole (device-resident) set in batches of `batch`.
+
+  The last batch is zero-padded; padded items are computed but not counted. One untimed pass
+  first (warm-up), then `passes` timed passes, each dispatched back to back and synchronised once
+  at its end; the median pass is reported.
+  """
+  n = len(images)
+  chunks = -(-n // batch)
+  padded = np.zeros((chunks * batch, *images.shape[1:]), images.dtype)
+  padded[:n] = images
+  xs = [jax.device_put(padded[c * batch:(c + 1) * batch], device) for c in range(chunks)]
+  jax.block_until_ready(xs)
+
+  def one_pass():
+    return jax.block_until_ready([classify_batch(variables, x) for x in xs])
+
+  outputs = one_pass()
+  seconds = []
+  with _GcPaused():
+    for _ in range(passes):
+      start = clock()
+      one_pass()
+      seconds.append((clock() - start) / 1e9)
+  median = float(np.median(seconds))
+  predictions = np.concatenate([np.asarray(o).reshape(-1) for o in outputs])[:n]
+  return {'batch': batch, 'items': n, 'padded_items': chunks * batch - n, 'passes': passes,
+          'pass_seconds': seconds, 'median_pass_seconds': median,
+          'items_per_second': n / median if median > 0 else None,
+          'ms_per_batch': 1e3 * median / chunks, 'predictions': predictions,
+          'rule': 'device-resident inputs; one untimed warm-up pass; median of the timed passes; '
+                  'padding computed but not counted'}
+
+
+def accuracy_percent(predictions: np.ndarray, labels: np.ndarray) -> float:
+  return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))

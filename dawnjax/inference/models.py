@@ -1,0 +1,34 @@
+"""Rebuilds a task's served function from model.json, without data or the training state.
+
+Each builder takes the manifest's `model_config` and returns apply_fn(variables, inputs) ->
+logits; they are imported lazily so that loading one task never imports another task's code.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Mapping
+
+from dawnjax.errors import ConfigError
+
+# task -> 'module:function' taking model_config.
+BUILDERS = {
+    'cifar10': 'dawnjax.workloads.cifar10:inference_apply_from_config',
+}
+
+
+def apply_fn_for(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
+  task = manifest['task']
+  if task not in BUILDERS:
+    raise ConfigError(f'no inference model builder for task {task!r}; known: {sorted(BUILDERS)}')
+  module, name = BUILDERS[task].split(':')
+  return getattr(importlib.import_module(module), name)(manifest['model_config'])
+
+
+def classifier(apply_fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+  """What is served and timed: the predicted class (int32) per item, as a client would get it."""
+  import jax.numpy as jnp
+
+  def classify(variables, inputs):
+    return jnp.argmax(apply_fn(variables, inputs), axis=-1).astype(jnp.int32)
+
+  return classify

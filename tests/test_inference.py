@@ -1,0 +1,231 @@
+"""Inference: model export from training, the batch-1 latency protocol, the jax.export artifact."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dawnjax.errors import ResultsError
+from dawnjax.inference import benchmark, export, latency, models
+from dawnjax.report import dawnbench
+from dawnjax.workloads import cifar10
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'tests'))
+from test_cifar10_workload import learnable_data  # noqa: E402
+
+RECIPE = cifar10.CifarRecipe(widths=(8, 8, 8), dtype='float32')
+ENV = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+N_TEST = 48
+
+
+def tiny_model(seed=0):
+  """The served classifier and random variables of its shapes (eval_shape: no init to compile)."""
+  shapes = jax.eval_shape(lambda: cifar10.build_model(RECIPE).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
+  rng = np.random.default_rng(seed)
+  # abs(): BatchNorm variances must be positive; other leaves do not care.
+  variables = jax.tree_util.tree_map(lambda s: np.abs(rng.normal(0, 0.3, s.shape)).astype(s.dtype), shapes)
+  return models.classifier(cifar10.inference_apply(RECIPE)), variables
+
+
+def write_cifar_binary(root, data):
+  """A CIFAR-10 binary-format copy of `data` (what --data_dir accepts), any size."""
+  folder = root / 'cifar-10-batches-bin'
+  folder.mkdir(parents=True)
+
+  def records(x, y):
+    return np.concatenate([y.astype(np.uint8)[:, None], x.transpose(0, 3, 1, 2).reshape(len(x), -1)], 1).tobytes()
+
+  for i, idx in enumerate(np.array_split(np.arange(len(data.train_images)), 5), 1):
+    (folder / f'data_batch_{i}.bin').write_bytes(records(data.train_images[idx], data.train_labels[idx]))
+  (folder / 'test_batch.bin').write_bytes(records(data.test_images, data.test_labels))
+  (folder / 'batches.meta.txt').write_text('\n'.join(data.classes) + '\n')
+  return root
+
+
+def run_module(args, timeout=600):
+  proc = subprocess.run([sys.executable, *args], env=ENV, capture_output=True, text=True, timeout=timeout)
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+# ---------------------------------------------------------------------------- harness protocol
+
+def test_latency_protocol_batch1_every_item_warmup_excluded():
+  classify, variables = tiny_model()
+  images = learnable_data(n_train=64, n_test=12).test_images
+  device = jax.devices()[0]
+  variables = jax.device_put(variables, device)
+  compiled, seconds = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device)
+  assert seconds > 0
+  warmup = 3
+  for mode in latency.MODES:
+    shapes, now = [], [0]
+
+    def recording(v, x):
+      shapes.append(tuple(x.shape))
+      now[0] += 1000 if len(shapes) <= warmup else 1  # warm-up calls "take" 1000 ms, timed ones 1 ms
+      return compiled(v, x)
+
+    run = latency.time_items(recording, variables, images, device, mode=mode, warmup=warmup,
+                             clock=lambda: now[0] * 1_000_000)
+    assert shapes == [(1, 32, 32, 3)] * (warmup + len(images))  # batch 1; every item once after warm-up
+    assert run.count == len(images) and run.warmup_ms.tolist() == [1000.0] * warmup
+    stats = latency.latency_stats(run.latencies_ms)
+    assert stats['n'] == len(images) and stats['mean_ms'] == stats['p99_ms'] == 1.0  # warm-up excluded
+    np.testing.assert_array_equal(run.predictions, np.asarray(jax.jit(classify)(variables, images)))
+
+
+def test_benchmark_reports_every_mode_and_throughput():
+  classify, variables = tiny_model()
+  data = learnable_data(n_train=64, n_test=20)
+  config = benchmark.BenchConfig(warmup=2, throughput_batch=8, throughput_passes=2)
+  result, predictions = benchmark.benchmark(classify, variables, data.test_images, data.test_labels,
+                                            jax.devices()[0], config)
+  assert set(result['modes']) == {'host', 'device'}
+  for mode in result['modes'].values():
+    assert mode['n'] == 20 and mode['warmup'] == {**mode['warmup'], 'calls': 2, 'excluded': True}
+    assert mode['predictions_differ_from_first_mode'] == 0 and 0 <= mode['accuracy'] <= 100
+  tp = result['throughput']
+  assert (tp['batch'], tp['items'], tp['padded_items']) == (8, 20, 4) and tp['items_per_second'] > 0
+  assert tp['predictions_differ_from_batch_1'] == 0 and predictions.shape == (20,)
+  with pytest.raises(Exception, match='latency_modes'):
+    benchmark.BenchConfig(modes=('gpu',)).validate()
+
+
+def test_save_and_load_model_round_trip(tmp_path):
+  _, variables = tiny_model()
+  run = tmp_path / 'run'
+  export.save_model(run / export.RUN_SUBDIR, task='cifar10', dataset='synthetic', model='airbench-8-8-8',
+                    model_config=dataclasses.asdict(RECIPE), variables=variables,
+                    accuracy={'top1Accuracy': 12.5}, meta={'seed': 0},
+                    target={'metric': 'top1Accuracy', 'threshold': 94.0})
+  saved = export.load_model(run)  # a run's --output_dir finds its model/
+  assert saved.manifest['model'] == 'airbench-8-8-8' and saved.manifest['target']['threshold'] == 94.0
+  for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(saved.variables)):
+    np.testing.assert_array_equal(a, b)
+  assert cifar10.recipe_from_config(saved.manifest['model_config']) == RECIPE
+  (saved.directory / export.MANIFEST).write_text('{"kind": "something else"}')
+  with pytest.raises(ResultsError, match='not a dawnjax model manifest'):
+    export.load_model(run)
+  with pytest.raises(ResultsError, match='no model.json'):
+    export.load_model(tmp_path / 'nowhere')
+
+
+# ---------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory):
+  """A real (tiny) training run through the CLI: its output dir holds summary.json and model/."""
+  root = tmp_path_factory.mktemp('e2e')
+  data = learnable_data(n_train=128, n_test=N_TEST)
+  write_cifar_binary(root / 'data', data)
+  out = root / 'run'
+  rc, stdout, stderr = run_module([
+      '-m', 'dawnjax.experiments.cifar10', f'--data_dir={root / "data"}', f'--output_dir={out}',
+      '--widths=8,8,8', '--dtype=float32', '--batch_size=64', '--epochs=1', f'--eval_batch_size={N_TEST}',
+      '--whiten_images=64', '--tta_level=0', '--target=0', '--cost_per_hour=2.0'])
+  assert rc == 0, stderr[-3000:]
+  assert 'model export: seed 0 saved' in stdout
+  return root, data
+
+
+def test_training_exports_first_seed_and_prices_it(trained_run):
+  root, _ = trained_run
+  manifest = json.loads((root / 'run' / 'model' / 'model.json').read_text())
+  assert manifest['task'] == 'cifar10' and manifest['model'] == 'airbench-8-8-8'
+  assert manifest['model_config']['widths'] == [8, 8, 8] and manifest['accuracy']['seed'] == 0
+  summary = json.loads((root / 'run' / 'summary.json').read_text())
+  cost = summary['cost']
+  assert cost['cost_per_hour_usd'] == 2.0 and 'flag --cost_per_hour' in cost['price_source']
+  assert cost['time_to_target_cost_usd'] == pytest.approx(summary['time_to_target_seconds'] * 2.0 / 3600)
+  from tensorboard.backend.event_processing import event_accumulator as ea
+  events = ea.EventAccumulator(str(root / 'run' / 'tensorboard' / 'seed_0'))
+  events.Reload()
+  assert {'schedule/lr_multiplier', 'schedule/lr_filters', 'train/loss'} <= set(events.Tags()[ea.SCALARS])
+
+
+def test_inference_cli_native_and_exported(trained_run):
+  root, _ = trained_run
+  out = root / 'run' / 'inference'
+  rc, stdout, stderr = run_module([
+      '-m', 'dawnjax.experiments.inference', '--task=cifar10', f'--checkpoint={root / "run"}',
+      f'--data_dir={root / "data"}', f'--output_dir={out}', '--warmup=5', '--throughput_batch=16',
+      '--throughput_passes=2', '--cost_per_hour=3.6'])
+  assert rc == 0, stderr[-3000:]
+  s = json.loads((out / 'inference_summary.json').read_text())
+  assert s['protocol']['batch'] == 1 and s['protocol']['count'] == N_TEST
+  assert set(s['paths']) == {'native', 'exported'} and s['reported'] == {
+      'path': 'exported', 'mode': 'host', 'statistic': 'mean over the test set'}
+  for path in s['paths'].values():
+    for mode in path['modes'].values():
+      assert mode['n'] == N_TEST and mode['warmup']['calls'] == 5 and mode['warmup']['excluded']
+  assert s['native_vs_exported_predictions_differ'] == 0
+  assert s['cost_per_item_usd'] == pytest.approx(s['latency_ms'] * 1e-6)  # 3.6 USD/h = 1e-6 USD/ms
+  assert s['qualifies'] and s['latency_ms'] > 0
+  (dawnbench_json,) = [p for p in out.glob('*.json') if p.name != 'inference_summary.json']
+  obj = json.loads(dawnbench_json.read_text())
+  dawnbench.validate_json(obj, kind='inference', task='cifar10')
+  assert obj['latency'] == s['latency_ms'] and obj['top1Accuracy'] == s['accuracy']
+  assert (out / 'exported' / 'artifact.json').is_file()
+
+
+BLOCKED = ('flax', 'optax', 'orbax', 'orbax.checkpoint', 'dawnjax.workloads', 'dawnjax.models', 'dawnjax.train',
+           'dawnjax.optim', 'dawnjax.augment', 'dawnjax.inference.export', 'dawnjax.inference.models')
+
+WITHOUT_TRAINING_CODE = textwrap.dedent('''
+    import json, sys
+    for name in {blocked!r}:
+      sys.modules[name] = None  # any import of these now fails
+    import numpy as np
+    import jax
+    from dawnjax.inference import artifact
+    art = artifact.load_artifact({art!r})
+    images = np.load({images!r})
+    print('PREDICTIONS' + json.dumps(np.asarray(jax.jit(art.call)(art.variables, images)).tolist()), flush=True)
+    from dawnjax.experiments import inference
+    sys.argv = ['inference', '--task=cifar10', '--exported={art}', '--data_dir={data}', '--output_dir={out}',
+                '--warmup=2', '--throughput_batch=0', '--latency_modes=device', '--target=100']
+    inference.main()
+''')
+
+
+def test_exported_artifact_runs_without_training_code(trained_run, tmp_path):
+  root, data = trained_run
+  art = root / 'run' / 'inference' / 'exported'
+  if not art.is_dir():
+    pytest.skip('needs test_inference_cli_native_and_exported first')
+  np.save(tmp_path / 'images.npy', data.test_images)
+  script = WITHOUT_TRAINING_CODE.format(blocked=BLOCKED, art=str(art), images=str(tmp_path / 'images.npy'),
+                                        data=str(root / 'data'), out=str(tmp_path / 'out'))
+  rc, stdout, stderr = run_module(['-c', script])
+  # --target=100 cannot be reached: written, then reported as not qualifying (exit 2, one line).
+  assert rc == 2, stderr[-3000:]
+  assert 'not a qualifying DAWNBench inference result' in stderr
+  exported_predictions = json.loads(stdout.split('PREDICTIONS', 1)[1].splitlines()[0])
+  saved = export.load_model(root / 'run')
+  classify = models.classifier(models.apply_fn_for(saved.manifest))
+  native = np.asarray(jax.jit(classify)(saved.variables, data.test_images))
+  np.testing.assert_array_equal(exported_predictions, native)
+  s = json.loads((tmp_path / 'out' / 'inference_summary.json').read_text())
+  assert not s['qualifies'] and s['not_qualifying_because'][0].startswith('accuracy')
+  assert set(s['paths']) == {'exported'} and s['accuracy'] == pytest.approx(
+      100 * np.mean(native == data.test_labels))
+
+
+def test_leaderboard_links_latency_to_the_real_run(trained_run, tmp_path, capsys):
+  root, _ = trained_run
+  if not (root / 'run' / 'inference' / 'inference_summary.json').is_file():
+    pytest.skip('needs test_inference_cli_native_and_exported first')
+  from dawnjax.report import leaderboard
+  found = leaderboard.scan([root / 'run'])
+  assert found.errors == []
+  (run,) = [e for e in found.entries if e.kind == 'train']
+  (inf,) = [e for e in found.entries if e.kind == 'inference']
+  assert run.latency_ms == inf.latency_ms and run.seeds == 1 and run.tta == '0'
