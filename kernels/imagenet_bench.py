@@ -63,6 +63,8 @@ def parse_args(argv=None):
   p.add_argument('--dtype', default='bfloat16')
   p.add_argument('--num_classes', type=int, default=1000)
   p.add_argument('--num_devices', type=int, default=None, help='default: all visible')
+  p.add_argument('--model_budget_s', type=float, default=150.0,
+                 help='part model starts no further batch size after this many seconds')
   # pipeline
   p.add_argument('--num_jpegs', type=int, default=256, help='synthesised ImageNet-sized JPEGs')
   p.add_argument('--pipeline_images', type=int, default=6144, help='images through the HostLoader')
@@ -109,8 +111,13 @@ def bench_model(args) -> dict:
   peak, peak_source = hardware.peak_tflops(device['device_kind'])
   rep, split = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   results = []
+  start_part = time.perf_counter()
   for per_device in [int(b) for b in args.batch_sizes.split(',') if b]:
     batch = per_device * n_dev
+    if results and time.perf_counter() - start_part > args.model_budget_s:
+      results.append({'per_device_batch': per_device, 'global_batch': batch,
+                      'error': f'skipped: --model_budget_s={args.model_budget_s:g} spent'})
+      continue
     recipe = wl.ImageNetRecipe(model=args.model, width=args.width, dtype=args.dtype,
                                stages=(f'0:{args.image_size}:{batch}',), epochs=1,
                                optimizer=args.optimizer, warmup_epochs=0.0)
@@ -393,22 +400,30 @@ def main(argv=None) -> int:
     print(f'error: unknown --parts {sorted(unknown)}', file=sys.stderr)
     return 2
   os.makedirs(args.out_dir, exist_ok=True)
+  sys.stdout.reconfigure(line_buffering=True)  # a run cut off by a time limit keeps its output
   import jax
   report = {'argv': sys.argv[1:], 'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()],
             'started': time.strftime('%Y-%m-%d %H:%M:%S')}
+  print(f"jax {jax.__version__}, devices: {', '.join(report['devices'])}")
+  path = os.path.join(args.out_dir, 'imagenet_bench.json')
   start = time.perf_counter()
+
+  def save():  # after every part: a later part failing or timing out loses nothing measured
+    report['total_seconds'] = time.perf_counter() - start
+    with open(path, 'w') as f:
+      json.dump(report, f, indent=1, default=str)
+
   model_rate = args.model_rate
   if 'model' in parts:
     report['model'] = bench_model(args)
     model_rate = report['model']['best_images_per_s_per_device'] or model_rate
+    save()
   if 'pipeline' in parts:
     report['pipeline'] = bench_pipeline(args, model_rate)
+    save()
   if 'projection' in parts:
     report['projection'] = project(args, model_rate, report.get('pipeline'))
-  report['total_seconds'] = time.perf_counter() - start
-  path = os.path.join(args.out_dir, 'imagenet_bench.json')
-  with open(path, 'w') as f:
-    json.dump(report, f, indent=1, default=str)
+  save()
   print(f'\nwrote {path} ({report["total_seconds"]:.0f} s)')
   return 0
 

@@ -18,7 +18,6 @@ from dawnjax.experiments import common
 _START = common.process_start_time()
 
 FLAGS = flags.FLAGS
-common.define_common_flags()
 
 _HELP = {
     'model': 'resnet18, resnet26, resnet34, resnet50, resnet101 or resnet152 (v1.5).',
@@ -66,22 +65,30 @@ def _define_recipe_flags() -> None:
       flags.DEFINE_list(name, [str(v) for v in default], text)
 
 
-_define_recipe_flags()
-flags.DEFINE_enum('dataset', 'auto', ['auto', 'tree', 'tfds', 'synthetic'],
-                  "'tree': class-folder JPEG tree (folder or .tar/.tar.gz); 'tfds': TFDS imagenet2012 "
-                  "(array_record); 'synthetic': device-resident random batches (the model alone); "
-                  "'auto': tfds if --data_dir holds imagenet2012/, else tree.")
-flags.DEFINE_integer('num_workers', None, 'Host JPEG-decoding processes (default: CPU cores - 1).')
-flags.DEFINE_integer('prefetch', 2, 'Batches kept on device ahead of the step.')
-flags.DEFINE_integer('host_slots', 3, 'Batches decoding at once on the host.')
-flags.DEFINE_string('buffer_dir', None, 'Shared batch buffers (default: /dev/shm if it has room, '
-                    'else the temp dir).')
-flags.DEFINE_integer('train_subset', None, 'Use a fixed random sample of N training images.')
-flags.DEFINE_integer('eval_subset', None, 'Use a fixed random sample of N validation images.')
-flags.DEFINE_enum('target_metric', 'top5Accuracy', ['top5Accuracy', 'top1Accuracy'],
-                  'Metric of the time-to-accuracy target (DAWNBench: top5Accuracy >= 93).')
-flags.DEFINE_integer('synthetic_train_examples', 1281167, '--dataset=synthetic: images per epoch.')
-flags.DEFINE_integer('synthetic_eval_examples', 50000, '--dataset=synthetic: evaluation images.')
+def _define_flags() -> None:
+  common.define_common_flags()
+  _define_recipe_flags()
+  flags.DEFINE_enum('dataset', 'auto', ['auto', 'tree', 'tfds', 'synthetic'],
+                    "'tree': class-folder JPEG tree (folder or .tar/.tar.gz); 'tfds': TFDS imagenet2012 "
+                    "(array_record); 'synthetic': device-resident random batches (the model alone); "
+                    "'auto': tfds if --data_dir holds imagenet2012/, else tree.")
+  flags.DEFINE_integer('num_workers', None, 'Host JPEG-decoding processes (default: CPU cores - 1).')
+  flags.DEFINE_integer('prefetch', 2, 'Batches kept on device ahead of the step.')
+  flags.DEFINE_integer('host_slots', 3, 'Batches decoding at once on the host.')
+  flags.DEFINE_string('buffer_dir', None, 'Shared batch buffers (default: /dev/shm if it has room, '
+                      'else the temp dir).')
+  flags.DEFINE_integer('train_subset', None, 'Use a fixed random sample of N training images.')
+  flags.DEFINE_integer('eval_subset', None, 'Use a fixed random sample of N validation images.')
+  flags.DEFINE_enum('target_metric', 'top5Accuracy', ['top5Accuracy', 'top1Accuracy'],
+                    'Metric of the time-to-accuracy target (DAWNBench: top5Accuracy >= 93).')
+  flags.DEFINE_integer('synthetic_train_examples', 1281167, '--dataset=synthetic: images per epoch.')
+  flags.DEFINE_integer('synthetic_eval_examples', 50000, '--dataset=synthetic: evaluation images.')
+
+
+# Decoding workers are spawned processes, which re-run this module as '__mp_main__': they need
+# neither the flags nor the JAX/Flax imports that defining them pulls in.
+if __name__ != '__mp_main__':
+  _define_flags()
 
 
 def recipe_from_flags():

@@ -1,0 +1,197 @@
+"""ResNet v1.5 (He et al. 2016, with the stride in the 3x3 conv as in torchvision) in Flax.
+
+Every depth (10, 18, 26, 34, 50, 101, 152) comes from one `ResNet` module: `RESNETS['resnet50']` is
+`partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock)` (the layout of flax's
+examples/imagenet). Activations and matmuls run in `dtype` (bf16 by default) while parameters and
+BatchNorm statistics stay fp32. Large-batch recipes need two details that are built in:
+  - the last BatchNorm of every residual block starts with gamma = 0 (Goyal et al. 2017), so
+    each block starts as the identity and early large learning rates do not blow up;
+  - optional "ghost" BatchNorm: statistics over sub-batches of `ghost_batch_size` examples
+    (MLPerf's `model_bn_span`, Goyal's per-GPU BN), instead of over the whole global batch.
+NHWC layout; the stem can optionally consume a 2x2 space-to-depth input (MLPerf's TPU trick:
+a 4x4 stride-1 conv on 12 channels instead of a 7x7 stride-2 conv on 3, which maps better onto
+matrix units), with the same 8x8 receptive field (not weight-compatible with the 7x7 stem).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ModuleDef = Any
+
+# He-normal over fan-out: what torchvision and the Goyal et al. recipe use for ResNet convs.
+conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# Goyal et al.: the final classifier starts from N(0, 0.01^2).
+head_kernel_init = nn.initializers.normal(0.01)
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm with fp32 statistics; over the whole batch, or over ghost batches of `ghost_size`.
+
+  Same variables as flax's nn.BatchNorm (params scale/bias, batch_stats mean/var), so checkpoints
+  interchange. Under jit with the batch sharded over a mesh, whole-batch statistics are
+  global-batch statistics (XLA inserts the all-reduce). With `ghost_size` k the batch is viewed
+  as (batch/k, k, ...) and each group is normalised by its own statistics; when every device's
+  share of the batch is a multiple of k, groups never straddle devices and no communication is
+  needed. The running averages take the mean over groups.
+  """
+  use_running_average: bool
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+  scale_init: Callable = nn.initializers.ones
+  ghost_size: int | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    scale = self.param('scale', self.scale_init, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
+    if self.use_running_average:
+      return _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, self.dtype)
+
+    n = x.shape[0]
+    k = self.ghost_size or n
+    if n % k:
+      raise ValueError(f'ghost BatchNorm: batch of {n} is not a multiple of ghost_batch_size={k}')
+    # Statistics in fp32 whatever the activation dtype; one pass (E[x], E[x^2]) so that the
+    # cross-device reduction of global BN is a single all-reduce of both moments.
+    groups = x.reshape((n // k, k) + x.shape[1:]).astype(jnp.float32)
+    axes = tuple(range(1, groups.ndim - 1))
+    mean = jnp.mean(groups, axes, keepdims=True)
+    mean2 = jnp.mean(jnp.square(groups), axes, keepdims=True)
+    var = jnp.maximum(mean2 - jnp.square(mean), 0.0)
+    y = _normalize(groups, mean, var, scale, bias, self.epsilon, self.dtype).reshape(x.shape)
+    if not self.is_initializing():
+      m = self.momentum
+      flat = lambda v: jnp.mean(v.reshape(-1, c), axis=0)
+      ra_mean.value = m * ra_mean.value + (1.0 - m) * flat(mean)
+      ra_var.value = m * ra_var.value + (1.0 - m) * flat(var)
+    return y
+
+
+def _normalize(x, mean, var, scale, bias, epsilon, dtype):
+  # Folded into one multiply-add per element; XLA fuses it with the neighbouring ops.
+  mul = scale * jax.lax.rsqrt(var + epsilon)
+  return (x.astype(jnp.float32) * mul + (bias - mean * mul)).astype(dtype)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs (ResNet-18/34)."""
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: tuple[int, int] = (1, 1)
+  zero_init_residual: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    last_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+    y = self.conv(self.filters, (3, 3), self.strides, name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.filters, (3, 3), name='conv2')(y)
+    y = self.norm(scale_init=last_init, name='bn2')(y)
+    if x.shape != y.shape:
+      x = self.conv(self.filters, (1, 1), self.strides, name='proj_conv')(x)
+      x = self.norm(name='proj_bn')(x)
+    return nn.relu(x + y)
+
+
+class BottleneckBlock(nn.Module):
+  """1x1 -> 3x3 (carries the stride: v1.5) -> 1x1 with 4x expansion (ResNet-26/50/101/152)."""
+  filters: int
+  conv: ModuleDef
+  norm: ModuleDef
+  strides: tuple[int, int] = (1, 1)
+  zero_init_residual: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    last_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
+    y = self.conv(self.filters, (1, 1), name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.filters, (3, 3), self.strides, name='conv2')(y)
+    y = nn.relu(self.norm(name='bn2')(y))
+    y = self.conv(self.filters * 4, (1, 1), name='conv3')(y)
+    y = self.norm(scale_init=last_init, name='bn3')(y)
+    if x.shape != y.shape:
+      x = self.conv(self.filters * 4, (1, 1), self.strides, name='proj_conv')(x)
+      x = self.norm(name='proj_bn')(x)
+    return nn.relu(x + y)
+
+
+def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
+  """[N, H, W, C] -> [N, H/b, W/b, b*b*C]: each b x b pixel block becomes one pixel."""
+  n, h, w, c = x.shape
+  if h % block or w % block:
+    raise ValueError(f'space_to_depth: image {h}x{w} is not a multiple of {block}')
+  x = x.reshape(n, h // block, block, w // block, block, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, block * block * c)
+
+
+class ResNet(nn.Module):
+  """ImageNet ResNet: stem, four stages of residual blocks, global average pool, linear head.
+
+  Returns fp32 logits [N, num_classes] for uint8-derived, already normalised NHWC input.
+  """
+  stage_sizes: Sequence[int]
+  block_cls: ModuleDef
+  num_classes: int = 1000
+  num_filters: int = 64
+  dtype: Any = jnp.bfloat16
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  ghost_batch_size: int | None = None
+  space_to_depth_stem: bool = False
+  zero_init_residual: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+                             kernel_init=conv_kernel_init)
+    norm = functools.partial(BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+                             epsilon=self.bn_epsilon, dtype=self.dtype,
+                             ghost_size=self.ghost_batch_size)
+    if self.space_to_depth_stem:
+      # Output pixel o sees input rows 2o-4..2o+3: the 7x7 stem's window 2o-3..2o+3 and one more.
+      x = space_to_depth(x, 2)
+      x = conv(self.num_filters, (4, 4), (1, 1), padding=((2, 1), (2, 1)), name='stem_conv')(x)
+    else:
+      x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='stem_conv')(x)
+    x = nn.relu(norm(name='stem_bn')(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        strides = (2, 2) if i > 0 and j == 0 else (1, 1)
+        x = self.block_cls(self.num_filters * 2**i, conv=conv, norm=norm, strides=strides,
+                           zero_init_residual=self.zero_init_residual,
+                           name=f'stage{i + 1}_block{j + 1}')(x)
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
+                 kernel_init=head_kernel_init, name='head')(x)
+    return x.astype(jnp.float32)
+
+
+RESNETS: dict[str, Callable[..., ResNet]] = {
+    # ResNet-10: one basic block per stage; small enough to compile fast in tests and debugging.
+    'resnet10': functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), block_cls=BasicBlock),
+    'resnet18': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock),
+    'resnet26': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BottleneckBlock),
+    'resnet34': functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock),
+    'resnet50': functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock),
+    'resnet101': functools.partial(ResNet, stage_sizes=(3, 4, 23, 3), block_cls=BottleneckBlock),
+    'resnet152': functools.partial(ResNet, stage_sizes=(3, 8, 36, 3), block_cls=BottleneckBlock),
+}
+
+
+def create_resnet(name: str, **kwargs) -> ResNet:
+  """RESNETS[name](**kwargs); ValueError naming the choices for an unknown name."""
+  if name not in RESNETS:
+    raise ValueError(f'unknown model {name!r}; expected one of {sorted(RESNETS)}')
+  return RESNETS[name](**kwargs)

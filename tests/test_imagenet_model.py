@@ -1,0 +1,109 @@
+"""ResNet v1.5 model: sizes, stride placement, zero-init, ghost BatchNorm, space-to-depth, dtypes."""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dawnjax.models import resnet
+
+# torchvision's parameter counts (weights + BN gamma/beta + fc bias) for 1000 classes.
+TORCHVISION_PARAMS = {'resnet18': 11689512, 'resnet34': 21797672, 'resnet50': 25557032,
+                      'resnet101': 44549160, 'resnet152': 60192808}
+
+
+def _shapes(model, size=224, n=2):
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((n, size, size, 3)), train=True))
+
+
+@pytest.mark.parametrize('name', sorted(TORCHVISION_PARAMS))
+def test_parameter_counts_match_torchvision(name):
+  variables = _shapes(resnet.create_resnet(name))
+  count = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables['params']))
+  assert count == TORCHVISION_PARAMS[name]
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(variables))
+
+
+def test_unknown_model_names_the_choices():
+  with pytest.raises(ValueError, match='resnet50'):
+    resnet.create_resnet('resnet51')
+
+
+def test_v15_stride_sits_in_the_3x3_conv():
+  model = resnet.create_resnet('resnet26', num_filters=8, num_classes=7, dtype=jnp.float32)
+  x = jnp.ones((2, 64, 64, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=True))
+  _, state = jax.eval_shape(lambda v: model.apply(v, x, train=False, capture_intermediates=True,
+                                                  mutable=['intermediates']), variables)
+  block = state['intermediates']['stage2_block1']
+  # Input to stage 2 is 16x16 (stem /4); v1.5 keeps 16 through the 1x1 and halves in the 3x3.
+  assert block['conv1']['__call__'][0].shape[1:3] == (16, 16)
+  assert block['conv2']['__call__'][0].shape[1:3] == (8, 8)
+  assert variables['params']['stage2_block1']['conv2']['kernel'].shape == (3, 3, 16, 16)
+
+
+@pytest.mark.parametrize('block_cls,last', [(resnet.BottleneckBlock, 'bn3'), (resnet.BasicBlock, 'bn2')])
+def test_last_bn_gamma_of_each_block_starts_at_zero(block_cls, last):
+  conv = functools.partial(nn.Conv, use_bias=False)
+  norm = functools.partial(resnet.BatchNorm, use_running_average=False)
+  x = jnp.ones((2, 8, 8, 4))
+  for zero_init, value in ((True, 0.0), (False, 1.0)):
+    block = block_cls(8, conv=conv, norm=norm, strides=(2, 2), zero_init_residual=zero_init)
+    params = jax.jit(lambda x: block.init(jax.random.key(0, impl='rbg'), x))(x)['params']
+    np.testing.assert_array_equal(params[last]['scale'], value)
+    np.testing.assert_array_equal(params['bn1']['scale'], 1.0)
+    assert 'proj_conv' in params  # shape changes: projection shortcut
+
+
+def test_bf16_compute_with_fp32_params_and_logits():
+  model = resnet.create_resnet('resnet10', num_filters=8, num_classes=5)  # bf16 by default
+  x = jnp.ones((2, 32, 32, 3), jnp.bfloat16)
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=True))
+  (logits, state) = jax.eval_shape(lambda v: model.apply(
+      v, x, train=True, mutable=['batch_stats', 'intermediates'], capture_intermediates=True), variables)
+  assert logits.dtype == jnp.float32 and logits.shape == (2, 5)
+  assert state['intermediates']['stem_conv']['__call__'][0].dtype == jnp.bfloat16
+  assert all(v.dtype == jnp.float32 for v in jax.tree_util.tree_leaves(state['batch_stats']))
+  assert all(v.dtype == jnp.float32 for v in jax.tree_util.tree_leaves(variables['params']))
+
+
+def _bn_reference(x, eps=1e-5):
+  mean = x.mean(axis=(0, 1, 2))
+  var = x.var(axis=(0, 1, 2))
+  return (x - mean) / np.sqrt(var + eps), mean, var
+
+
+def test_ghost_batchnorm_normalises_each_group_by_its_own_statistics():
+  x = np.random.default_rng(0).normal(2.0, 3.0, (8, 3, 3, 4)).astype(np.float32)
+  ghost = resnet.BatchNorm(use_running_average=False, momentum=0.5, ghost_size=4)
+  variables = ghost.init(jax.random.PRNGKey(0), x)
+  y, state = ghost.apply(variables, x, mutable=['batch_stats'])
+  ref_a, mean_a, var_a = _bn_reference(x[:4])
+  ref_b, mean_b, var_b = _bn_reference(x[4:])
+  np.testing.assert_allclose(y, np.concatenate([ref_a, ref_b]), rtol=1e-4, atol=1e-4)
+  # Running statistics take the mean over groups.
+  np.testing.assert_allclose(state['batch_stats']['mean'], 0.5 * (mean_a + mean_b) / 2, rtol=1e-5)
+  np.testing.assert_allclose(state['batch_stats']['var'], 0.5 + 0.5 * (var_a + var_b) / 2, rtol=1e-4)
+  # Global BN (and a ghost size equal to the batch) normalise over the whole batch.
+  for k in (None, 8):
+    bn = resnet.BatchNorm(use_running_average=False, ghost_size=k)
+    y, _ = bn.apply(bn.init(jax.random.PRNGKey(0), x), x, mutable=['batch_stats'])
+    np.testing.assert_allclose(y, _bn_reference(x)[0], rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match='multiple'):
+    resnet.BatchNorm(use_running_average=False, ghost_size=3).init(jax.random.PRNGKey(0), x)
+
+
+def test_space_to_depth_stem():
+  x = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+  y = resnet.space_to_depth(x, 2)
+  assert y.shape == (2, 2, 2, 12)
+  np.testing.assert_array_equal(y[0, 1, 0], jnp.concatenate([x[0, 2, 0], x[0, 2, 1], x[0, 3, 0], x[0, 3, 1]]))
+  plain = _shapes(resnet.create_resnet('resnet50'))
+  s2d = _shapes(resnet.create_resnet('resnet50', space_to_depth_stem=True))
+  assert s2d['params']['stem_conv']['kernel'].shape == (4, 4, 12, 64)
+  model = resnet.create_resnet('resnet50', space_to_depth_stem=True)
+  out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((2, 224, 224, 3)), train=False), s2d)
+  assert out.shape == (2, 1000)
+  assert plain['params']['stage1_block1']['conv1']['kernel'].shape == s2d['params']['stage1_block1']['conv1']['kernel'].shape
