@@ -123,3 +123,25 @@ def test_sharded_step_equals_single_device_on_8_fake_devices():
     for a, b in zip(one['params'] + one['stats'], eight['params'] + eight['stats']):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol)
     assert abs(one['acc'] - eight['acc']) <= 1.0
+
+
+@pytest.mark.parametrize('tta_level', [0, 2])
+def test_served_model_computes_the_final_evaluation_logits(tta_level):
+  # The served function batches the TTA views into one forward pass; it must give the same
+  # logits as the timed final evaluation, so the latency is measured for the model reported.
+  from dawnjax import augment
+  from dawnjax.workloads.cifar10 import inference_apply
+  data = learnable_data(n_train=128, n_test=64)
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1, tta_level=tta_level, **TINY),
+                       parallel.make_mesh(1), data_loader=lambda: data)
+  wl.load_data()
+  wl.compile()
+  state = wl.init(0)
+  apply_fn, variables, info = wl.inference_model(state)
+  x = data.test_images[:5]
+  served = np.asarray(apply_fn(variables, x))
+  want = np.asarray(wl._logits_fn(state.params, state.batch_stats, augment.normalize(x, dtype=np.float32),
+                                  tta_level=tta_level))
+  np.testing.assert_allclose(served, want, rtol=1e-5, atol=1e-5)
+  assert f'tta_level={tta_level}' in info['protocol']
+  np.testing.assert_array_equal(np.asarray(inference_apply(wl.recipe)(variables, x)), served)
