@@ -68,7 +68,7 @@ def test_finetuning_pretrained_minilm_learns_to_read():
   state = w.init(0)
   before = w.evaluate(state, final=False)
   state, stats = w.train_epoch(state, 0)
-  loss = float(stats['loss'])
+  loss = float(stats['train_loss'])
   after = w.evaluate(state, final=True)
   first_word, random_span, question_blind = _baselines(w.dev_examples)
   print(f'F1 before {before["f1Score"]:.3f} after {after["f1Score"]:.3f} (EM {after["exactMatch"]:.1f}%);'

@@ -14,11 +14,12 @@ label back in host memory). See dawnjax/inference/latency.py for the protocol.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from absl import app, flags
 
@@ -60,12 +61,40 @@ def _versions() -> dict[str, str]:
   return out
 
 
-def load_test_set(task: str):
-  """(dataset name, uint8 images, int labels) of the task's test split (subset as in training)."""
+@dataclasses.dataclass(frozen=True)
+class TestSet:
+  """What the benchmark serves: items (one request each), how to score the predictions, and
+  optionally which items form one timed unit (SQuAD: the windows of one question)."""
+  name: str
+  items: Any  # numpy array, one row per request
+  labels: Any = None  # classifiers: the class per item
+  score: Callable[[Any], float] | None = None  # None: percent of predictions equal to labels
+  groups: Any = None  # unit index per item; latency is per unit (sum of its items)
+  unit: str = 'image'
+  subset: bool = False  # not the whole test set (besides --test_subset)
+
+
+def load_test_set(task: str, manifest: dict[str, Any] | None = None) -> TestSet:
+  """The task's test split as served (subset as in training). SQuAD rebuilds its dev windows
+  from the model's manifest (tokenizer, window sizes, dataset)."""
+  from dawnjax.errors import ConfigError
+  if task == 'squad':
+    from dawnjax.workloads import squad
+    if manifest is None or 'squad' not in (manifest.get('model_config') or {}):
+      raise ConfigError('--task=squad: the model manifest lacks the SQuAD recipe (model_config.squad)')
+    dev = squad.inference_eval_set(manifest['model_config'], FLAGS.data_dir, FLAGS.test_subset)
+    return TestSet(dev.name, dev.items, score=dev.score, groups=dev.groups, unit='question',
+                   subset=bool(manifest['model_config']['squad'].get('max_dev_questions')))
+  if task != 'cifar10':
+    raise ConfigError(f'--task={task}: only cifar10 and squad have an inference benchmark so far')
+  return _cifar10_test_set()
+
+
+def _cifar10_test_set() -> TestSet:
   import numpy as np
   from dawnjax.errors import ConfigError
-  if task != 'cifar10':
-    raise ConfigError(f'--task={task}: only cifar10 has an inference benchmark so far')
+  if not FLAGS.data_dir:
+    raise ConfigError('--data_dir is required: the CIFAR-10 test set')
   from dawnjax.data.cifar10 import load_cifar10
   data = load_cifar10(FLAGS.data_dir, cache_dir=common.default_cache_dir(FLAGS.data_dir))
   images, labels = np.asarray(data.test_images), np.asarray(data.test_labels)
@@ -73,7 +102,7 @@ def load_test_set(task: str):
     # The same fixed sample as Cifar10Workload's --test_subset.
     keep = np.sort(np.random.default_rng(1).permutation(len(images))[:FLAGS.test_subset])
     images, labels = images[keep], labels[keep]
-  return data.name, np.ascontiguousarray(images), labels
+  return TestSet(data.name, np.ascontiguousarray(images), labels)
 
 
 def _artifact_metadata(manifest: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
@@ -91,6 +120,8 @@ def qualification(accuracy: float, threshold: float, *, subset: bool, dataset: s
     reasons.append('--test_subset: not the whole test set')
   if dataset != model_dataset:
     reasons.append(f'evaluated on {dataset}, trained on {model_dataset}')
+  if dataset.startswith('synthetic'):
+    reasons.append(f'{dataset} is generated data, not the task\'s test set')
   return not reasons, reasons
 
 
@@ -98,8 +129,8 @@ def run() -> int:
   from dawnjax.errors import ConfigError, TargetNotReached
   if bool(FLAGS.checkpoint) == bool(FLAGS.exported):
     raise ConfigError('pass exactly one of --checkpoint (a trained model) or --exported (an artifact)')
-  if not FLAGS.data_dir or not FLAGS.output_dir:
-    raise ConfigError('--data_dir (the test set) and --output_dir are required')
+  if not FLAGS.output_dir:
+    raise ConfigError('--output_dir is required')
   import jax
   import numpy as np
   from dawnjax import cost, hardware
@@ -116,42 +147,52 @@ def run() -> int:
                        throughput_batch=FLAGS.throughput_batch, throughput_passes=FLAGS.throughput_passes)
   config.validate()
   device = jax.devices()[0]
-  dataset, images, labels = load_test_set(FLAGS.task)
-  print(f'{dataset}: {len(images)} test images; device {device.device_kind}', flush=True)
-
-  paths: dict[str, dict[str, Any]] = {}
-  exported_skipped = None
-  predictions: dict[str, np.ndarray] = {}
+  # The model first: SQuAD's test windows depend on its tokenizer and window sizes.
   if FLAGS.checkpoint:
     from dawnjax.inference import export, models
     saved = export.load_model(FLAGS.checkpoint)
     info = saved.manifest
     if info['task'] != FLAGS.task:
       raise ConfigError(f"--task={FLAGS.task} but the model in {saved.directory} is for {info['task']}")
-    classify = models.classifier(models.apply_fn_for(info))
+  else:
+    art = artifact.load_artifact(FLAGS.exported)
+    info = art.manifest
+    if info.get('task') != FLAGS.task:
+      raise ConfigError(f"--task={FLAGS.task} but the artifact {FLAGS.exported} is for {info.get('task')}")
+  test = load_test_set(FLAGS.task, info)
+  dataset, images = test.name, test.items
+  units = len(set(test.groups.tolist())) if test.groups is not None else len(images)
+  print(f'{dataset}: {units} test {test.unit}s ({len(images)} requests); device {device.device_kind}',
+        flush=True)
+
+  def bench(fn, variables):
+    return benchmark(fn, variables, images, test.labels, device, config, score=test.score,
+                     groups=test.groups)
+
+  paths: dict[str, dict[str, Any]] = {}
+  exported_skipped = None
+  predictions: dict[str, np.ndarray] = {}
+  if FLAGS.checkpoint:
+    classify = models.served_fn(info)
     model_dir = str(saved.directory)
-    paths['native'], predictions['native'] = benchmark(classify, saved.variables, images, labels, device, config)
+    paths['native'], predictions['native'] = bench(classify, saved.variables)
     if FLAGS.write_exported:
       try:
         art_dir = artifact.export_classifier(
             classify, saved.variables, out / EXPORTED_SUBDIR, item_shape=images.shape[1:],
             item_dtype=images.dtype, metadata=_artifact_metadata(info, saved.directory),
-            platforms=tuple(FLAGS.export_platforms) or None)
+            platforms=tuple(FLAGS.export_platforms) or None,
+            **({'output': info['meta']['output']} if 'output' in info.get('meta', {}) else {}))
       except ConfigError as err:  # e.g. flatbuffers missing: the native result still stands
         exported_skipped = str(err)
         print(f'exported artifact skipped: {err}', flush=True)
       else:
         art = artifact.load_artifact(art_dir)
-        paths['exported'], predictions['exported'] = benchmark(art.call, art.variables, images, labels,
-                                                               device, config)
+        paths['exported'], predictions['exported'] = bench(art.call, art.variables)
         paths['exported']['artifact'] = str(art_dir)
   else:
-    art = artifact.load_artifact(FLAGS.exported)
-    info = art.manifest
     model_dir = info.get('source_checkpoint')
-    if info.get('task') != FLAGS.task:
-      raise ConfigError(f"--task={FLAGS.task} but the artifact {FLAGS.exported} is for {info.get('task')}")
-    paths['exported'], predictions['exported'] = benchmark(art.call, art.variables, images, labels, device, config)
+    paths['exported'], predictions['exported'] = bench(art.call, art.variables)
     paths['exported']['artifact'] = str(art.directory)
 
   primary_path = 'exported' if 'exported' in paths else 'native'
@@ -163,12 +204,12 @@ def run() -> int:
   if threshold is None:
     raise ConfigError('the model records no target; pass --target')
   accuracy = primary['accuracy']
-  qualifies, reasons = qualification(accuracy, threshold, subset=bool(FLAGS.test_subset),
+  qualifies, reasons = qualification(accuracy, threshold, subset=bool(FLAGS.test_subset) or test.subset,
                                      dataset=dataset, model_dataset=info.get('dataset', dataset))
   price = cost.hourly_price(device.device_kind, 1, FLAGS.cost_per_hour)
   per_item = (cost.cost_per_item_usd(primary['mean_ms'], price.usd_per_hour)
               if price.usd_per_hour is not None else None)
-  agree = (int(np.sum(predictions['native'] != predictions['exported']))
+  agree = (int(np.sum((predictions['native'] != predictions['exported']).reshape(len(images), -1).any(1)))
            if len(predictions) == 2 else None)
   hw_tag = hardware.hardware_tag(device.device_kind, 1)
   model = info.get('model') or 'model'
@@ -184,6 +225,8 @@ def run() -> int:
       'throughput_items_per_second': paths[primary_path].get('throughput', {}).get('items_per_second'),
       'paths': paths, 'native_vs_exported_predictions_differ': agree, 'exported_skipped': exported_skipped,
       'protocol': {'batch': 1, 'count': int(len(images)), 'count_rule': 'every test item once (DAWNBench)',
+                   'latency_unit': (f'one {test.unit}: the sum of its requests\' latencies'
+                                    if test.groups is not None else f'one {test.unit}'),
                    'warmup_calls': config.warmup, 'warmup': 'excluded from statistics, recorded per mode',
                    'compile': 'ahead of time (jit(...).lower(...).compile()), excluded',
                    'sync': 'each item closed by a device synchronisation',
@@ -225,7 +268,7 @@ def format_result(summary: dict[str, Any]) -> str:
                    'tp': tp.get('items_per_second'), 'bs': tp.get('batch')})
   cols = [('path', 'path', 's'), ('mode', 'input', 's'), ('n', 'items', 'd'), ('warm', 'warm-up', 'd'),
           ('mean', 'mean ms', '.4f'), ('p50', 'p50 ms', '.4f'), ('p99', 'p99 ms', '.4f'),
-          ('acc', 'accuracy %', '.2f'), ('bs', 'batch', 'd'), ('tp', 'items/s', '.0f')]
+          ('acc', summary['accuracy_field'], '.4g'), ('bs', 'batch', 'd'), ('tp', 'items/s', '.0f')]
   cost = summary['cost_per_item_usd']
   tail = (f"reported: {summary['reported']['path']}/{summary['reported']['mode']} mean "
           f"{summary['latency_ms']:.4f} ms; cost/item "

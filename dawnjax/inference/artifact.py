@@ -63,7 +63,8 @@ def _leaf_bytes(leaves: list[np.ndarray]) -> tuple[bytes, list[dict[str, Any]]]:
 
 def export_classifier(classify: Callable[[Any, Any], Any], variables: Any, directory, *,
                       item_shape, item_dtype, metadata: Mapping[str, Any],
-                      platforms: tuple[str, ...] | None = None) -> Path:
+                      platforms: tuple[str, ...] | None = None,
+                      output: str = 'int32 predicted class per item') -> Path:
   """Exports classify(variables, inputs[b, *item_shape]) -> labels[b] with a symbolic batch b.
 
   `platforms`: e.g. ('cuda', 'cpu') for an artifact that runs on both; None = this backend.
@@ -85,7 +86,7 @@ def export_classifier(classify: Callable[[Any, Any], Any], variables: Any, direc
   manifest = {
       'schema': SCHEMA, 'kind': KIND, **dict(metadata),
       'input': {'shape': ['b', *map(int, item_shape)], 'dtype': str(np.dtype(item_dtype))},
-      'output': 'int32 predicted class per item',
+      'output': output,
       'platforms': list(exported.platforms), 'jax_version': jax.__version__,
       'calling_convention_version': exported.calling_convention_version,
       'leaves': leaf_specs, 'files': {'function': FUNCTION, 'variables': VARIABLES},

@@ -27,9 +27,16 @@ class BenchConfig:
       raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}')
 
 
-def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray, labels: np.ndarray,
-              device, config: BenchConfig) -> tuple[dict[str, Any], np.ndarray]:
-  """Returns (result dict, predictions of the first mode's pass)."""
+def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray, labels: np.ndarray | None,
+              device, config: BenchConfig, *, score: Callable[[np.ndarray], float] | None = None,
+              groups: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
+  """Returns (result dict, predictions of the first mode's pass).
+
+  `score(predictions)` gives the accuracy (default: percent of predictions equal to `labels`);
+  `groups` makes latency per group of items (see latency.latency_stats).
+  """
+  if score is None:
+    score = lambda predictions: latency.accuracy_percent(predictions, labels)
   variables = jax.device_put(variables, device)
   item_shape, dtype = images.shape[1:], images.dtype
   one, compile_s = latency.compile_for(fn, variables, 1, item_shape, dtype, device)
@@ -40,9 +47,9 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
     if reference is None:
       reference = run.predictions
     result['modes'][mode] = {
-        **latency.latency_stats(run.latencies_ms),
-        'accuracy': latency.accuracy_percent(run.predictions, labels),
-        'predictions_differ_from_first_mode': int(np.sum(run.predictions != reference)),
+        **latency.latency_stats(run.latencies_ms, groups),
+        'accuracy': score(run.predictions),
+        'predictions_differ_from_first_mode': _rows_differ(run.predictions, reference),
         'warmup': {'calls': int(run.warmup_ms.size), 'excluded': True,
                    'first_call_ms': float(run.warmup_ms[0]) if run.warmup_ms.size else None,
                    'mean_ms': float(run.warmup_ms.mean()) if run.warmup_ms.size else None},
@@ -53,7 +60,13 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
     tp = latency.time_throughput(many, variables, images, device, batch=config.throughput_batch,
                                  passes=config.throughput_passes)
     predictions = tp.pop('predictions')
-    tp['accuracy'] = latency.accuracy_percent(predictions, labels)
-    tp['predictions_differ_from_batch_1'] = int(np.sum(predictions != reference))
+    tp['accuracy'] = score(predictions)
+    tp['predictions_differ_from_batch_1'] = _rows_differ(predictions, reference)
     result['throughput'] = tp
   return result, reference
+
+
+def _rows_differ(a: np.ndarray, b: np.ndarray) -> int:
+  """Items whose prediction rows differ (a class, or every column of a richer output)."""
+  ne = np.asarray(a) != np.asarray(b)
+  return int(np.sum(ne.reshape(ne.shape[0], -1).any(axis=1))) if ne.ndim else int(ne)

@@ -120,5 +120,6 @@ def export_trained(workload, state, directory, *, seed: int, final_metrics: Mapp
                           'the inference benchmark measures the served single pass itself'}
   return save_model(directory, task=info['task'], dataset=info['dataset'], model=info.get('model', ''),
                     model_config=info['model_config'], variables=variables, accuracy=accuracy,
-                    meta={**dict(meta), 'protocol': info.get('protocol', '')},
+                    meta={**dict(meta), 'protocol': info.get('protocol', ''),
+                          **({'output': info['output']} if 'output' in info else {})},
                     input_spec=info.get('input'), target=info.get('target'))

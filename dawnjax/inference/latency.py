@@ -32,7 +32,7 @@ MODES = ('host', 'device')
 class LatencyRun:
   mode: str
   latencies_ms: np.ndarray  # one per item, in test-set order
-  predictions: np.ndarray  # int, one per item
+  predictions: np.ndarray  # one row per item (a class, or a task's richer output)
   warmup_ms: np.ndarray  # each warm-up call, excluded from the statistics
 
   @property
@@ -95,13 +95,20 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
       start = clock()
       outputs[i] = one(i)
       times[i] = (clock() - start) / 1e6
-  predictions = np.concatenate([np.asarray(o).reshape(-1) for o in outputs])
+  # Along axis 0 only: a class per item stays 1-D, richer outputs (a span) keep their columns.
+  predictions = np.concatenate([np.asarray(o) for o in outputs])
   return LatencyRun(mode, times, predictions, warm)
 
 
-def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
-  """mean, median (p50), p90, p99, min, max and std (ms) over items."""
+def latency_stats(latencies_ms: np.ndarray, groups: np.ndarray | None = None) -> dict[str, float]:
+  """mean, median (p50), p90, p99, min, max and std (ms) over items.
+
+  With `groups` (a group index per item, e.g. the question of each SQuAD window) the statistics
+  are over groups, each the sum of its items' latencies: one request per item, in order.
+  """
   x = np.asarray(latencies_ms, np.float64)
+  if groups is not None:
+    x = np.bincount(np.asarray(groups), weights=x)
   return {'n': int(x.size), 'mean_ms': float(x.mean()), 'p50_ms': float(np.percentile(x, 50)),
           'p90_ms': float(np.percentile(x, 90)), 'p99_ms': float(np.percentile(x, 99)),
           'min_ms': float(x.min()), 'max_ms': float(x.max()), 'std_ms': float(x.std())}
@@ -133,7 +140,7 @@ def time_throughput(classify_batch, variables, images: np.ndarray, device, *, ba
       one_pass()
       seconds.append((clock() - start) / 1e9)
   median = float(np.median(seconds))
-  predictions = np.concatenate([np.asarray(o).reshape(-1) for o in outputs])[:n]
+  predictions = np.concatenate([np.asarray(o) for o in outputs])[:n]
   return {'batch': batch, 'items': n, 'padded_items': chunks * batch - n, 'passes': passes,
           'pass_seconds': seconds, 'median_pass_seconds': median,
           'items_per_second': n / median if median > 0 else None,

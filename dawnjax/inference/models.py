@@ -13,7 +13,10 @@ from dawnjax.errors import ConfigError
 # task -> 'module:function' taking model_config.
 BUILDERS = {
     'cifar10': 'dawnjax.workloads.cifar10:inference_apply_from_config',
+    'squad': 'dawnjax.workloads.squad:inference_apply_from_config',
 }
+#: Tasks whose apply_fn returns logits, served as the argmax class; others serve apply_fn as is.
+CLASSIFIERS = ('cifar10', 'imagenet')
 
 
 def apply_fn_for(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
@@ -32,3 +35,10 @@ def classifier(apply_fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
     return jnp.argmax(apply_fn(variables, inputs), axis=-1).astype(jnp.int32)
 
   return classify
+
+
+def served_fn(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
+  """What the benchmark times for this model: the class for classifiers, else apply_fn itself
+  (e.g. SQuAD's per-window best span)."""
+  apply_fn = apply_fn_for(manifest)
+  return classifier(apply_fn) if manifest['task'] in CLASSIFIERS else apply_fn

@@ -111,11 +111,10 @@ def read_squad_tfds(split: str, data_dir: str | None = None) -> list[SquadExampl
   return examples
 
 
-def load_squad(data_dir: str | None, split: str, source: str = 'auto') -> list[SquadExample]:
-  """Loads a split ('train' or 'dev') of SQuAD v1.1.
+def find_squad(data_dir: str | None, split: str, source: str = 'auto') -> str:
+  """Where `load_squad` would read `split` from ('json' or 'tfds'), without reading it.
 
-  source: 'json' reads `<data_dir>/{train,dev}-v1.1.json`; 'tfds' reads TFDS `squad`;
-  'auto' prefers the JSON file and falls back to TFDS when that imports.
+  Raises DataError naming --data_dir when neither is there, so entry points fail in seconds.
   """
   if split not in SPLIT_FILES:
     raise ValueError(f'split must be one of {sorted(SPLIT_FILES)}, got {split!r}')
@@ -123,13 +122,24 @@ def load_squad(data_dir: str | None, split: str, source: str = 'auto') -> list[S
     raise DataError(f"SQuAD source must be 'auto', 'json' or 'tfds', got {source!r}.")
   path = os.path.join(data_dir, SPLIT_FILES[split]) if data_dir else None
   if source != 'tfds' and path and os.path.isfile(path):
-    return read_squad_json(path)
+    return 'json'
   if source != 'json' and _tfds_available():
-    return read_squad_tfds(split, data_dir)
+    return 'tfds'
   names = ', '.join(SPLIT_FILES.values())
   where = f'--data_dir={data_dir!r}' if data_dir else '--data_dir (unset)'
   raise DataError(f'SQuAD v1.1 {split} split not found: {where} must hold the official files '
                   f'{names} (or install tensorflow-datasets for TFDS `squad`).')
+
+
+def load_squad(data_dir: str | None, split: str, source: str = 'auto') -> list[SquadExample]:
+  """Loads a split ('train' or 'dev') of SQuAD v1.1.
+
+  source: 'json' reads `<data_dir>/{train,dev}-v1.1.json`; 'tfds' reads TFDS `squad`;
+  'auto' prefers the JSON file and falls back to TFDS when that imports.
+  """
+  if find_squad(data_dir, split, source) == 'json':
+    return read_squad_json(os.path.join(data_dir, SPLIT_FILES[split]))
+  return read_squad_tfds(split, data_dir)
 
 
 def to_squad_json(examples: Iterable[SquadExample], version: str = '1.1') -> dict[str, Any]:

@@ -50,7 +50,7 @@ def load_tokenizer(model_dir: str, lowercase: bool | None = None) -> Any:
           lowercase = bool(json.load(f).get('do_lower_case', True))
     return BertWordPieceTokenizer(vocab, lowercase=lowercase)
   raise DataError(f'{model_dir}: neither tokenizer.json nor vocab.txt found; the tokenizer '
-                  'directory (--squad_pretrained_dir / --squad_tokenizer_dir) must hold one.')
+                  'directory (--pretrained_dir / --tokenizer_dir) must hold one.')
 
 
 def _special_id(tokenizer: Any, token: str) -> int:

@@ -156,7 +156,7 @@ def read_config(model_dir: str) -> dict[str, Any]:
     with open(path, encoding='utf-8') as f:
       return json.load(f)
   except FileNotFoundError:
-    raise DataError(f'{path}: no such file; --squad_pretrained_dir must be a Hugging Face model '
+    raise DataError(f'{path}: no such file; --pretrained_dir must be a Hugging Face model '
                     'directory (config.json, model.safetensors, vocab.txt or tokenizer.json).'
                     ) from None
   except json.JSONDecodeError as err:

