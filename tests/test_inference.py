@@ -85,9 +85,12 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
 def test_benchmark_reports_every_mode_and_throughput():
   classify, variables = tiny_model()
   data = learnable_data(n_train=64, n_test=20)
-  config = benchmark.BenchConfig(warmup=2, throughput_batch=8, throughput_passes=2)
+  config = benchmark.BenchConfig(warmup=2, throughput_batch=8, throughput_passes=2, bound_items=12)
   result, predictions = benchmark.benchmark(classify, variables, data.test_images, data.test_labels,
                                             jax.devices()[0], config)
+  bounds = result['bounds']
+  assert bounds['items'] == 12 and isinstance(bounds['host_dispatch_bound'], bool)
+  assert all(bounds[f'{k}_ms_per_item'] > 0 for k in ('synchronised', 'pipelined', 'in_program'))
   assert set(result['modes']) == {'host', 'device'}
   for mode in result['modes'].values():
     assert mode['n'] == 20 and mode['warmup'] == {**mode['warmup'], 'calls': 2, 'excluded': True}

@@ -38,6 +38,8 @@ flags.DEFINE_list('latency_modes', ['host', 'device'], "Input modes; the first i
                   '(upload + compute + label download) or \'device\' (input already on device).')
 flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput measurement (0: skip).')
 flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
+flags.DEFINE_integer('bound_items', 1000, 'Items of the what-bounds-latency breakdown: synchronised vs '
+                     'pipelined calls vs one in-program loop (0: skip).')
 flags.DEFINE_bool('write_exported', True, 'With --checkpoint: write and benchmark the jax.export artifact.')
 flags.DEFINE_list('export_platforms', [], "Platforms the artifact is lowered for, e.g. cuda,cpu "
                   '(default: this backend).')
@@ -144,7 +146,8 @@ def run() -> int:
   except OSError as err:
     raise ConfigError(f'--output_dir={out} is not writable: {err.strerror or err}') from err
   config = BenchConfig(warmup=FLAGS.warmup, modes=tuple(FLAGS.latency_modes),
-                       throughput_batch=FLAGS.throughput_batch, throughput_passes=FLAGS.throughput_passes)
+                       throughput_batch=FLAGS.throughput_batch, throughput_passes=FLAGS.throughput_passes,
+                       bound_items=FLAGS.bound_items)
   config.validate()
   device = jax.devices()[0]
   # The model first: SQuAD's test windows depend on its tokenizer and window sizes.
@@ -274,7 +277,8 @@ def format_result(summary: dict[str, Any]) -> str:
           f"{summary['latency_ms']:.4f} ms; cost/item "
           f"{'%.3g USD' % cost if cost is not None else 'unknown (no price)'}; "
           f"{'qualifies' if summary['qualifies'] else 'NOT qualifying: ' + '; '.join(summary['not_qualifying_because'])}")
-  return format_table(rows, cols) + '\n' + tail
+  bounds = [f"{path}: {res['bounds']['reading']}" for path, res in summary['paths'].items() if res.get('bounds')]
+  return '\n'.join([format_table(rows, cols), *bounds, tail])
 
 
 def main() -> None:

@@ -17,11 +17,12 @@ class BenchConfig:
   modes: tuple[str, ...] = latency.MODES  # the first is the reported DAWNBench latency
   throughput_batch: int = 1024  # 0 skips the throughput measurement
   throughput_passes: int = 3
+  bound_items: int = 1000  # items of the what-bounds-latency breakdown (latency.time_bounds); 0 skips
 
   def validate(self) -> None:
     from dawnjax.errors import ConfigError
-    if self.warmup < 0 or self.throughput_batch < 0 or self.throughput_passes < 1:
-      raise ConfigError('--warmup and --throughput_batch must be >= 0, --throughput_passes >= 1')
+    if self.warmup < 0 or self.throughput_batch < 0 or self.throughput_passes < 1 or self.bound_items < 0:
+      raise ConfigError('--warmup, --throughput_batch and --bound_items must be >= 0, --throughput_passes >= 1')
     bad = [m for m in self.modes if m not in latency.MODES]
     if bad or not self.modes:
       raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}')
@@ -54,6 +55,8 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
                    'first_call_ms': float(run.warmup_ms[0]) if run.warmup_ms.size else None,
                    'mean_ms': float(run.warmup_ms.mean()) if run.warmup_ms.size else None},
     }
+  if config.bound_items:
+    result['bounds'] = latency.time_bounds(one, fn, variables, images, device, items=config.bound_items)
   if config.throughput_batch:
     many, compile_b = latency.compile_for(fn, variables, config.throughput_batch, item_shape, dtype, device)
     result['compile_seconds'][f'batch_{config.throughput_batch}'] = compile_b

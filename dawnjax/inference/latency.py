@@ -151,3 +151,47 @@ def time_throughput(classify_batch, variables, images: np.ndarray, device, *, ba
 
 def accuracy_percent(predictions: np.ndarray, labels: np.ndarray) -> float:
   return 100.0 * float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def time_bounds(classify, fn: Callable[[Any, Any], Any], variables, images: np.ndarray, device, *,
+                items: int = 1000, clock: Callable[[], int] = time.perf_counter_ns) -> dict[str, Any]:
+  """What bounds the batch-1 latency: the same items (device-resident) timed three ways.
+
+  * synchronised: one call, wait for it, next call (what the latency statistics measure);
+  * pipelined: all calls dispatched back to back, one wait at the end: per item, the host's
+    dispatch cost when the device overlaps it (if it is close to 'synchronised', the host is the
+    bound, not the device);
+  * in_program: one compiled program classifying the items one at a time in a loop
+    (`lax.map` over batch-1 calls): no Python dispatch per item, so per item it is the device's
+    compute plus the runtime's per-iteration cost.
+  Each after one untimed run; `classify` is the compiled batch-1 function, `fn` its source.
+  """
+  n = min(items, len(images))
+  xs = [jax.device_put(images[i:i + 1], device) for i in range(n)]
+  stacked = jax.device_put(images[:n, None], device)
+  looped = jax.jit(lambda v, x: jax.lax.map(lambda item: fn(v, item), x)).lower(variables, stacked).compile()
+
+  def synchronised():
+    for x in xs:
+      classify(variables, x).block_until_ready()
+
+  def pipelined():
+    jax.block_until_ready([classify(variables, x) for x in xs])
+
+  def in_program():
+    looped(variables, stacked).block_until_ready()
+
+  out = {'items': n}
+  with _GcPaused():
+    for name, run in (('synchronised', synchronised), ('pipelined', pipelined), ('in_program', in_program)):
+      run()
+      start = clock()
+      run()
+      out[f'{name}_ms_per_item'] = (clock() - start) / 1e6 / n
+  sync, pipe, prog = (out[f'{k}_ms_per_item'] for k in ('synchronised', 'pipelined', 'in_program'))
+  out['host_dispatch_bound'] = bool(pipe > 2 * prog)
+  out['reading'] = (f'per item: {sync:.4f} ms synchronised, {pipe:.4f} ms pipelined (host dispatch), '
+                    f'{prog:.4f} ms inside one program (device + runtime loop); '
+                    + ('the host-side dispatch, not device compute, bounds batch-1 latency'
+                       if out['host_dispatch_bound'] else 'device execution bounds batch-1 latency'))
+  return out
