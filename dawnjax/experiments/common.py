@@ -42,6 +42,15 @@ def define_common_flags() -> None:
   flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache directory.")
   flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
   flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
+  flags.DEFINE_integer('checkpoint_every_epochs', 0, 'Orbax checkpoint of the full train state every N '
+                       'epochs into output_dir/checkpoints (async; 0 = off). Saves are timed.', lower_bound=0)
+  flags.DEFINE_float('checkpoint_every_seconds', 0.0, 'Also checkpoint at the first epoch end that is this '
+                     'many timed seconds after the last save (0 = off).', lower_bound=0.0)
+  flags.DEFINE_integer('keep', 2, 'Checkpoints kept per seed (the newest).', lower_bound=1)
+  flags.DEFINE_bool('resume', True, 'Continue from output_dir/checkpoints when it holds checkpoints of this '
+                    'run (finished seeds are not trained again); --noresume refuses to start over them.')
+  flags.DEFINE_bool('checkpoint_baseline', False, 'After the checkpointed seeds, train the same seeds with '
+                    'checkpointing off (not in the TSV) and report both timed figures in summary.json.')
   flags.DEFINE_string('profile_epochs', None, 'START:END (1-based, inclusive): jax.profiler trace of '
                       'those epochs of the first seed into output_dir/tensorboard/profile.')
 

@@ -10,7 +10,7 @@ from absl import flags
 from dawnjax import parallel
 from dawnjax.errors import ConfigError, TargetNotReached
 from dawnjax.experiments import common
-from dawnjax.train import loop, reporting
+from dawnjax.train import checkpoint, loop, reporting
 from dawnjax.workloads.base import Workload
 
 FLAGS = flags.FLAGS
@@ -78,12 +78,28 @@ def export_first_model(workload: Workload, result: loop.SeedResult, out, info: r
           '(untimed)', flush=True)
 
 
+def make_checkpointer(workload: Workload, out) -> checkpoint.Checkpointer | None:
+  """The run's checkpointer (None when neither saving nor resuming); fails before any work."""
+  config = checkpoint.CheckpointConfig(
+      directory=str(out / checkpoint.SUBDIR), every_epochs=FLAGS.checkpoint_every_epochs,
+      every_seconds=FLAGS.checkpoint_every_seconds, keep=FLAGS.keep, resume=FLAGS.resume)
+  config.validate()
+  existing = checkpoint.has_checkpoints(config.directory)
+  if existing and not FLAGS.resume:
+    raise ConfigError(f'{config.directory} holds checkpoints of an earlier run and --noresume was given; '
+                      'drop --noresume to continue it, or use another --output_dir')
+  if not (config.saving or existing):
+    return None
+  return checkpoint.Checkpointer(config, workload, log=lambda s: print(s, flush=True))
+
+
 def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, Any]:
   """Loads, compiles, trains --seeds seeds, writes every output; returns the summary.
 
   Raises TargetNotReached (after writing everything) when the mean misses the target.
   """
   out = reporting.check_output_dir(FLAGS.output_dir)
+  checkpointer = make_checkpointer(workload, out)
   load_s, compile_s, flops = loop.prepare(workload)
   device = parallel.device_description(mesh)
   print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: data {load_s:.1f} s, '
@@ -94,7 +110,8 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
   info = reporting.RunInfo(
       output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,
       compile_seconds=compile_s, flops=flops, wall_clock_start=start_time, author=FLAGS.author,
-      author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=notes)
+      author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=notes,
+      checkpointing=checkpointer.config.as_dict() if checkpointer else None)
   reporter = reporting.RunReporter(workload, info, clock=time.time,
                                    print_fn=lambda s: print(s, flush=True), tensorboard=FLAGS.tensorboard)
   listeners: tuple[Any, ...] = (reporter,)
@@ -104,12 +121,26 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
   config = loop.LoopConfig(seeds=FLAGS.seeds, base_seed=FLAGS.seed, eval_every_epoch=FLAGS.eval_every_epoch)
   with contextlib.ExitStack() as stack:
     stack.callback(reporter.close)
+    if checkpointer:
+      stack.callback(checkpointer.close)
     for i in range(config.seeds):
       before = (lambda epoch, i=i: profiler.before_epoch(i, epoch)) if profiler else None
-      result = loop.train_seed(workload, config.base_seed + i, config, listeners, before_epoch=before)
+      result = loop.train_seed(workload, config.base_seed + i, config, listeners, before_epoch=before,
+                               checkpointer=checkpointer)
       if i == 0 and FLAGS.export_model:
-        export_first_model(workload, result, out, info)
+        if result.final_state is None:
+          print(f'model export: seed {result.seed} was finished by an earlier run; kept its export',
+                flush=True)
+        else:
+          export_first_model(workload, result, out, info)
       result.final_state = None  # the reporter keeps every result; the states need not stay on device
+    if FLAGS.checkpoint_baseline:
+      # The same seeds and executables with checkpointing off: the measured "without" figure.
+      for i in range(config.seeds):
+        result = loop.train_seed(workload, config.base_seed + i, config)
+        result.final_state = None
+        print(f'seed {result.seed:3d} | without checkpointing: timed {result.timed_seconds:8.3f} s', flush=True)
+        reporter.baseline.append(result)
   summary = reporter.finish()
   if not summary['reached_target']:
     acc = summary['accuracy']

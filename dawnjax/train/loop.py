@@ -5,16 +5,22 @@ layer), every training epoch, and the final evaluation with the workload's repor
 (e.g. test-time augmentation); each piece is closed by a device synchronisation before the clock
 is read. Outside it, and reported separately: data loading, ahead-of-time compilation (once, for
 all seeds) and the per-epoch evaluations that fill the DAWNBench TSV.
+
+With a checkpointer, the time the loop is blocked on saves (and on restoring after a resume) is
+inside the timed region and also tallied on its own, so the cost of checkpointing is measured.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import jax
 
 from dawnjax.workloads.base import FlopCounts, Workload
+
+if TYPE_CHECKING:
+  from dawnjax.train.checkpoint import Checkpointer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +54,10 @@ class SeedResult:
   untimed_eval_seconds: float
   reached_target: bool
   time_to_target: float | None  # timed seconds at the first epoch at/over target
+  checkpoint_saves: int = 0
+  checkpoint_blocked_seconds: float = 0.0  # timed seconds spent waiting on saves (async overlap excluded)
+  restore_seconds: float = 0.0  # timed seconds spent restoring after resumes
+  resumed_from_epochs: list[int] = dataclasses.field(default_factory=list)  # one entry per resume
   # The trained state (device arrays), for exporting the model; never serialised. Callers that
   # keep results across seeds should drop it (set None) once used, to free device memory.
   final_state: Any = dataclasses.field(default=None, repr=False, compare=False)
@@ -95,23 +105,56 @@ def prepare(workload: Workload) -> tuple[float, float, FlopCounts]:
 
 def train_seed(workload: Workload, seed: int, config: LoopConfig,
                listeners: tuple[Listener, ...] = (),
-               before_epoch: Callable[[int], None] | None = None) -> SeedResult:
-  """One full timed training of `workload` from `seed`. `before_epoch(epoch)` runs off the clock."""
+               before_epoch: Callable[[int], None] | None = None,
+               checkpointer: Checkpointer | None = None) -> SeedResult:
+  """One full timed training of `workload` from `seed`. `before_epoch(epoch)` runs off the clock.
+
+  With `checkpointer`, a seed an earlier run finished is returned from its stored result, and one
+  it left mid-way continues from the newest readable checkpoint, exactly as it would have.
+  """
+  if checkpointer is not None and (done := checkpointer.completed(seed)) is not None:
+    for listener in listeners:
+      listener.on_seed_end(done)
+    return done
   target = workload.target
   timed = Stopwatch()
-  state, init_seconds = timed.measure(lambda: workload.init(seed))
   records: list[EpochRecord] = []
   untimed_eval = 0.0
   final_metrics: dict[str, float] = {}
   final_eval_seconds = 0.0
   time_to_target = None
-  for epoch in range(workload.num_epochs):
+  saves, blocked, restore_seconds, resumed_from = 0, 0.0, 0.0, []
+  start_epoch = 0
+  restored = None
+  if checkpointer is not None and checkpointer.config.resume and checkpointer.steps(seed):
+    # init gives the restored arrays their shapes and shardings (and sets any per-seed host state).
+    restored, restore_seconds = timed.measure(lambda: checkpointer.restore(seed, workload.init(seed)))
+  if restored is not None:
+    state, meta = restored
+    start_epoch = meta['epoch']
+    records = [checkpoint_lib().record_from_json(r) for r in meta['records']]
+    init_seconds, untimed_eval = meta['init_seconds'], meta['untimed_eval_seconds']
+    time_to_target, saves, blocked = meta['time_to_target'], meta['saves'], meta['blocked_seconds']
+    restore_seconds += meta['restore_seconds']
+    resumed_from = meta['resumed_from_epochs'] + [start_epoch]
+    timed.seconds = meta['timed_seconds'] + timed.seconds
+  else:
+    timed.seconds, restore_seconds = 0.0, 0.0  # a failed restore is not part of this seed's time
+    state, init_seconds = timed.measure(lambda: workload.init(seed))
+  if checkpointer is not None and checkpointer.config.saving:
+    checkpointer.check_space(state)
+  last_save = timed.seconds
+  for epoch in range(start_epoch, workload.num_epochs):
     if before_epoch is not None:
       before_epoch(epoch)
     (state, train_scalars), epoch_seconds = timed.measure(lambda: workload.train_epoch(state, epoch))
     last = epoch == workload.num_epochs - 1
     metrics: dict[str, float] = {}
     if last:
+      if checkpointer is not None:
+        # Saves still being written belong to this seed's time.
+        _, waited = timed.measure(checkpointer.wait)
+        blocked += waited
       metrics, final_eval_seconds = timed.measure(lambda: workload.evaluate(state, final=True))
       final_metrics = metrics
     elif config.eval_every_epoch:
@@ -126,19 +169,41 @@ def train_seed(workload: Workload, seed: int, config: LoopConfig,
       time_to_target = timed.seconds
     for listener in listeners:
       listener.on_epoch(record)
+    # After the evaluation, so the checkpoint holds this epoch's record and the asynchronous
+    # write overlaps the next (timed) epoch. The last epoch is not saved: the seed's result is.
+    if (checkpointer is not None and checkpointer.config.saving and not last
+        and checkpointer.should_save(epoch + 1, timed.seconds - last_save)):
+      meta = {'timed_seconds': timed.seconds, 'init_seconds': init_seconds,
+              'untimed_eval_seconds': untimed_eval, 'time_to_target': time_to_target,
+              'saves': saves + 1, 'blocked_seconds': blocked, 'restore_seconds': restore_seconds,
+              'resumed_from_epochs': resumed_from,
+              'records': [checkpoint_lib().record_to_json(r) for r in records]}
+      _, waited = timed.measure(lambda: checkpointer.save(seed, epoch + 1, state, meta))
+      saves, blocked, last_save = saves + 1, blocked + waited, timed.seconds
   result = SeedResult(
       seed=seed, epochs=records, final_metrics=final_metrics, timed_seconds=timed.seconds,
       init_seconds=init_seconds, train_seconds=timed.seconds - init_seconds - final_eval_seconds,
       final_eval_seconds=final_eval_seconds, untimed_eval_seconds=untimed_eval,
       reached_target=target.reached(final_metrics[target.metric]), time_to_target=time_to_target,
-      final_state=state)
+      checkpoint_saves=saves, checkpoint_blocked_seconds=blocked, restore_seconds=restore_seconds,
+      resumed_from_epochs=resumed_from, final_state=state)
+  if checkpointer is not None:
+    checkpointer.finish_seed(result)
   for listener in listeners:
     listener.on_seed_end(result)
   return result
 
 
-def run(workload: Workload, config: LoopConfig, listeners: tuple[Listener, ...] = ()) -> RunResult:
+def checkpoint_lib():
+  # Imported on use: checkpoint.py builds on this module's dataclasses.
+  from dawnjax.train import checkpoint
+  return checkpoint
+
+
+def run(workload: Workload, config: LoopConfig, listeners: tuple[Listener, ...] = (),
+        checkpointer: Checkpointer | None = None) -> RunResult:
   """Prepares once, then trains `config.seeds` independent seeds with the same executables."""
   load_seconds, compile_seconds, flops = prepare(workload)
-  results = [train_seed(workload, config.base_seed + i, config, listeners) for i in range(config.seeds)]
+  results = [train_seed(workload, config.base_seed + i, config, listeners, checkpointer=checkpointer)
+             for i in range(config.seeds)]
   return RunResult(results, load_seconds, compile_seconds, flops)

@@ -70,6 +70,7 @@ class RunInfo:
   code_url: str | None = None
   cost_per_hour: float | None = None
   notes: str = ''
+  checkpointing: dict[str, Any] | None = None  # checkpoint.CheckpointConfig.as_dict(); None = off
 
 
 class RunReporter:
@@ -82,6 +83,7 @@ class RunReporter:
     self.clock = clock
     self.print = print_fn
     self.results: list[SeedResult] = []
+    self.baseline: list[SeedResult] = []  # the same seeds with checkpointing off (--checkpoint_baseline)
     self._tb = tensorboard
     self._writer: ScalarWriter | None = None
     self._writer_seed: int | None = None
@@ -200,6 +202,8 @@ class RunReporter:
         'time_to_target_rule': 'first epoch whose mean-over-seeds metric reaches the target; '
                                'its mean timed seconds',
         'seeds_reaching_target': sum(r.reached_target for r in self.results),
+        'resumed': any(r.resumed_from_epochs for r in self.results),
+        'checkpointing': self.checkpointing_summary(),
         'timed_region': TIMED_REGION,
         'data_load_seconds': self.info.data_load_seconds,
         'compile_seconds': self.info.compile_seconds,
@@ -214,7 +218,7 @@ class RunReporter:
         'train_examples_per_run': train_examples,
         'train_examples_per_second': train_examples / train_seconds if train_seconds > 0 else None,
         'flops': {'train_per_example': flops.train_per_example, 'eval_per_example': flops.eval_per_example,
-                  'per_run': run_flops, 'source': 'XLA cost analysis of one train step / one eval forward'},
+                  'per_run': run_flops, 'source': 'jaxpr count of conv/matmul FLOPs (dawnjax/flops.py), one train step / one eval forward'},
         'achieved_tflops': achieved,
         'peak_tflops_per_device': self.peak_tflops,
         'peak_source': self.peak_source,
@@ -234,6 +238,42 @@ class RunReporter:
                      for r in self.results],
     }
 
+  def checkpointing_summary(self) -> dict[str, Any]:
+    """Cost of checkpointing from this run, and the checkpoint-off run when there is one."""
+    cfg = self.info.checkpointing or {}
+    timed = [r.timed_seconds for r in self.results]
+    blocked = [r.checkpoint_blocked_seconds for r in self.results]
+    restore = [r.restore_seconds for r in self.results]
+    out = {
+        'enabled': bool(cfg.get('every_epochs') or cfg.get('every_seconds')),
+        'every_epochs': cfg.get('every_epochs', 0), 'every_seconds': cfg.get('every_seconds', 0.0),
+        'keep': cfg.get('keep'), 'directory': cfg.get('directory'),
+        'saves_per_seed': float(np.mean([r.checkpoint_saves for r in self.results])),
+        'blocked_seconds_per_seed': stats.summarize(blocked),
+        'timed_seconds_with_checkpointing': stats.summarize(timed),
+        'timed_seconds_minus_blocked': stats.summarize([t - b - r for t, b, r in zip(timed, blocked, restore)]),
+        'minus_blocked_rule': 'timed seconds less the time the loop waited on checkpoint saves and '
+                              'restores; asynchronous writes that overlap training are still in it',
+        'resumed': any(r.resumed_from_epochs for r in self.results),
+        'resumed_seeds': [{'seed': r.seed, 'from_epochs': r.resumed_from_epochs,
+                           'restore_seconds': r.restore_seconds}
+                          for r in self.results if r.resumed_from_epochs],
+        'resume_rule': 'a resumed seed counts the timed seconds of the run(s) up to the checkpoint it '
+                       'resumed from plus the restore and the rest; work lost after that checkpoint '
+                       'is not counted',
+        'without_checkpointing': None,
+    }
+    if self.baseline:
+      base = [r.timed_seconds for r in self.baseline]
+      out['without_checkpointing'] = {
+          'timed_seconds': stats.summarize(base),
+          'accuracy': stats.summarize([r.final_metrics[self.workload.target.metric] for r in self.baseline]),
+          'per_seed': [{'seed': r.seed, 'timed_seconds': r.timed_seconds} for r in self.baseline],
+          'overhead_seconds_mean': float(np.mean(timed) - np.mean(base)),
+          'rule': 'the same seeds and executables trained again in this process with checkpointing off',
+      }
+    return out
+
   def write(self, *, partial: bool) -> dict[str, Any]:
     out = self.info.output_dir
     summary = self.summary(partial=partial)
@@ -246,7 +286,12 @@ class RunReporter:
     if rows:
       misc = {k: summary[k] for k in ('dataset', 'seeds', 'accuracy', 'timed_seconds', 'time_to_target_seconds',
                                       'reached_target', 'compile_seconds', 'data_load_seconds', 'wall_seconds',
-                                      'timed_region', 'mfu', 'cost', 'partial')}
+                                      'timed_region', 'mfu', 'cost', 'partial', 'resumed')}
+      ckpt = summary['checkpointing']
+      if ckpt['enabled']:
+        misc['checkpointing'] = summary_lib.jsonable(
+            {k: ckpt[k] for k in ('every_epochs', 'every_seconds', 'blocked_seconds_per_seed',
+                                  'timed_seconds_minus_blocked', 'without_checkpointing')})
       misc = summary_lib.jsonable(misc)  # NaN (e.g. the CI of one seed) is not valid JSON
       misc['tsv'] = 'per-epoch mean over seeds; hours = mean timed hours; per-seed TSVs in seeds/'
       hardware_text = f"{self.info.device['num_devices']}x {self.info.device['device_kind']}"
@@ -281,6 +326,14 @@ def final_table(summary: dict[str, Any]) -> str:
       'wall': summary['wall_seconds'],
       'mfu': f"{100 * summary['mfu']:.1f}%" if summary['mfu'] else '-',
   }
+  ckpt = summary.get('checkpointing') or {}
+  if ckpt.get('enabled') or ckpt.get('resumed'):
+    extra = [f"checkpointed{' (resumed)' if ckpt.get('resumed') else ''}",
+             f"blocked {ckpt['blocked_seconds_per_seed']['mean']:.3f} s/seed"]
+    if ckpt.get('without_checkpointing'):
+      extra.append(f"without checkpointing {ckpt['without_checkpointing']['timed_seconds']['mean']:.3f} s")
+    row['timed'] += ' [' + ', '.join(extra) + ']'
+
   columns = [('dataset', 'dataset', 's'), ('model', 'model', 's'), ('hw', 'hardware', 's'),
              ('seeds', 'seeds', 'd'), ('acc', f'{metric} mean ± std', 's'), ('ci', '95% CI', 's'),
              ('target', 'target reached', 's'), ('timed', 'timed s', 's'), ('compile', 'compile s', '.1f'),
