@@ -53,6 +53,9 @@ def define_common_flags() -> None:
                     'checkpointing off (not in the TSV) and report both timed figures in summary.json.')
   flags.DEFINE_string('profile_epochs', None, 'START:END (1-based, inclusive): jax.profiler trace of '
                       'those epochs of the first seed into output_dir/tensorboard/profile.')
+  flags.DEFINE_string('profile_steps', None, 'START:END (1-based global training steps, inclusive): '
+                      'jax.profiler trace of the epochs holding those steps of the first seed (an epoch '
+                      'is the unit the loop dispatches; CIFAR-10 runs it as one device program).')
 
 
 def configure_jax() -> None:

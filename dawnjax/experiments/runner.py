@@ -16,17 +16,44 @@ from dawnjax.workloads.base import Workload
 FLAGS = flags.FLAGS
 
 
-def parse_profile_epochs(spec: str | None) -> tuple[int, int] | None:
-  """'START:END' (1-based epochs, inclusive) -> (start, end); None when profiling is off."""
+def parse_profile_epochs(spec: str | None, flag: str = 'profile_epochs') -> tuple[int, int] | None:
+  """'START:END' (1-based, inclusive) -> (start, end); None when profiling is off."""
   if not spec:
     return None
   try:
     start, end = (int(v) for v in spec.split(':'))
   except ValueError:
-    raise ConfigError(f'--profile_epochs={spec!r}: expected START:END, e.g. 2:3') from None
+    raise ConfigError(f'--{flag}={spec!r}: expected START:END, e.g. 2:3') from None
   if start < 1 or end < start:
-    raise ConfigError(f'--profile_epochs={spec!r}: need 1 <= START <= END')
+    raise ConfigError(f'--{flag}={spec!r}: need 1 <= START <= END')
   return start, end
+
+
+def epochs_of_steps(workload: Workload, steps: tuple[int, int]) -> tuple[int, int]:
+  """The 1-based epochs holding global training steps START..END (1-based, inclusive)."""
+  first, last, done = None, None, 0
+  for epoch in range(workload.num_epochs):
+    lo, done = done + 1, done + workload.train_steps(epoch)
+    if first is None and steps[0] <= done:
+      first = epoch + 1
+    if lo <= steps[1]:
+      last = epoch + 1
+  if first is None:
+    raise ConfigError(f'--profile_steps={steps[0]}:{steps[1]}: the run has only {done} training steps')
+  return first, last
+
+
+def profile_window(workload: Workload) -> tuple[int, int] | None:
+  """--profile_epochs, or --profile_steps mapped onto the epochs that hold those steps."""
+  if FLAGS.profile_epochs and FLAGS.profile_steps:
+    raise ConfigError('give --profile_epochs or --profile_steps, not both')
+  steps = parse_profile_epochs(FLAGS.profile_steps, 'profile_steps')
+  if steps is None:
+    return parse_profile_epochs(FLAGS.profile_epochs)
+  window = epochs_of_steps(workload, steps)
+  print(f'--profile_steps={steps[0]}:{steps[1]}: tracing epochs {window[0]}..{window[1]} of the first seed, '
+        'which hold those steps (the loop dispatches whole epochs)', flush=True)
+  return window
 
 
 class ProfileWindow:
@@ -105,7 +132,7 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
   print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: data {load_s:.1f} s, '
         f'compile {compile_s:.1f} s; {workload.num_epochs} epochs; target {workload.target.metric} >= '
         f'{workload.target.threshold:g}', flush=True)
-  window = parse_profile_epochs(FLAGS.profile_epochs)
+  window = profile_window(workload)
   notes = FLAGS.notes + (' [profiler on: timings perturbed]' if window else '')
   info = reporting.RunInfo(
       output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,

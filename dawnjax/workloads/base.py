@@ -61,6 +61,10 @@ class Workload(abc.ABC):
   def train_examples(self, epoch: int) -> int:
     """Training examples processed in `epoch` (for throughput and MFU)."""
 
+  def train_steps(self, epoch: int) -> int:
+    """Optimizer steps in `epoch` (0-based); maps --profile_steps onto epochs."""
+    raise NotImplementedError(f'{type(self).__name__} does not report steps per epoch')
+
   @abc.abstractmethod
   def train_epoch(self, state: Any, epoch: int) -> tuple[Any, Mapping[str, Any]]:
     """Runs one epoch; returns the new state and device-side training scalars (e.g. loss)."""

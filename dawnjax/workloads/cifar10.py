@@ -243,6 +243,9 @@ class Cifar10Workload(Workload):
   def train_examples(self, epoch: int) -> int:
     return self.steps_in_epoch(epoch) * self.recipe.batch_size
 
+  def train_steps(self, epoch: int) -> int:
+    return self.steps_in_epoch(epoch)
+
   def eval_examples(self) -> int:
     return self.num_test
 

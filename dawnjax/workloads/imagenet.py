@@ -451,6 +451,9 @@ class ImageNetWorkload(Workload):
     s = stage_at(self.stages, epoch)
     return s.steps_per_epoch * s.batch_size
 
+  def train_steps(self, epoch: int) -> int:
+    return stage_at(self.stages, epoch).steps_per_epoch
+
   def eval_examples(self) -> int:
     return self.num_eval
 

@@ -274,6 +274,10 @@ class SquadWorkload(Workload):
     del epoch
     return len(self.train_features)
 
+  def train_steps(self, epoch: int) -> int:
+    del epoch
+    return self._steps_per_epoch
+
   def eval_examples(self) -> int:
     return len(self.dev_features)
 
