@@ -77,7 +77,7 @@ def run() -> int:
   cache_dir = common.default_cache_dir(FLAGS.data_dir)
   workload = Cifar10Workload(
       recipe_from_flags(), mesh, target=FLAGS.target, train_subset=FLAGS.train_subset,
-      test_subset=FLAGS.test_subset, compile_threads=FLAGS.compile_threads,
+      test_subset=FLAGS.test_subset,
       data_loader=lambda: load_cifar10(FLAGS.data_dir, cache_dir=cache_dir, download=FLAGS.download))
   runner.run_workload(workload, mesh, start_time=_START)
   return 0

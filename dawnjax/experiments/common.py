@@ -40,8 +40,6 @@ def define_common_flags() -> None:
   flags.DEFINE_bool('export_model', True, "After the first seed, save its trained model to output_dir/model "
                    '(untimed) for `python -m dawnjax.experiments.inference`.')
   flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache directory.")
-  flags.DEFINE_integer('compile_threads', 4, 'Compile the programs of a workload (init, epoch, evaluations) '
-                       'on this many threads (1: one after another).', lower_bound=1)
   flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
   flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
   flags.DEFINE_integer('checkpoint_every_epochs', 0, 'Orbax checkpoint of the full train state every N '

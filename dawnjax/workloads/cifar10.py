@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from dawnjax import augment, compile_util, flops, optim, parallel
+from dawnjax import augment, flops, optim, parallel
 from dawnjax.data.arrays import ImageClassificationData
 from dawnjax.errors import ConfigError
 from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, whitening_kernel
@@ -173,9 +173,8 @@ class Cifar10Workload(Workload):
   task = 'cifar10'
 
   def __init__(self, recipe: CifarRecipe, mesh: Mesh, *, data_loader, target: float | None = None,
-               train_subset: int | None = None, test_subset: int | None = None, compile_threads: int = 1):
-    """`data_loader()` returns ImageClassificationData; it runs inside `load_data` (timed).
-    `compile_threads` > 1 compiles the init, epoch and evaluation programs concurrently."""
+               train_subset: int | None = None, test_subset: int | None = None):
+    """`data_loader()` returns ImageClassificationData; it runs inside `load_data` (timed)."""
     recipe.validate()
     parallel.check_divisible(recipe.batch_size, mesh)
     parallel.check_divisible(recipe.eval_batch_size, mesh, '--eval_batch_size')
@@ -185,7 +184,6 @@ class Cifar10Workload(Workload):
     self._target_override = target
     self._train_subset = train_subset
     self._test_subset = test_subset
-    self._compile_threads = compile_threads
     self.dataset_name = 'cifar10'
     self.model = build_model(recipe)
     self.model_name = model_name(recipe)
@@ -407,20 +405,15 @@ class Cifar10Workload(Workload):
 
   def compile(self) -> FlopCounts:
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
+    self._init_c = self._init_fn.lower(seed, self.train_images).compile()
     state = jax.eval_shape(self._init_fn, seed, self.train_images)
     rep = parallel.replicated(self.mesh)
     state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
     epoch = jax.ShapeDtypeStruct((), jnp.int32)
-    lowerers = {
-        'init': lambda: self._init_fn.lower(seed, self.train_images),
-        'epoch': lambda: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch),
-    }
-    for level, fn in self._eval_fns.items():
-      lowerers[level] = functools.partial(fn.lower, state.params, state.batch_stats, self.test_images,
-                                          self.test_labels)
-    compiled = compile_util.compile_all(lowerers, self._compile_threads)
-    self._init_c, self._epoch_c = compiled.pop('init'), compiled.pop('epoch')
-    self._eval_c = compiled
+    self._epoch_c = self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch).compile()
+    self._eval_c = {level: fn.lower(state.params, state.batch_stats, self.test_images,
+                                    self.test_labels).compile()
+                    for level, fn in self._eval_fns.items()}
     return self._flop_counts(state)
 
   def _flop_counts(self, state) -> FlopCounts:
