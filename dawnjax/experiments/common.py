@@ -40,6 +40,10 @@ def define_common_flags() -> None:
   flags.DEFINE_bool('export_model', True, "After the first seed, save its trained model to output_dir/model "
                    '(untimed) for `python -m dawnjax.experiments.inference`.')
   flags.DEFINE_string('compilation_cache_dir', None, "JAX's persistent compilation cache directory.")
+  flags.DEFINE_integer('xla_gpu_autotune_level', None, "XLA's GPU autotuning level (0-4; XLA's default 4). "
+                       'Level 1 cut the CIFAR-10 compile from ~35 s to 28.5 s on an H100 with the same timed '
+                       'seconds (20 seeds); level 0 made the run far slower. Appended to $XLA_FLAGS before JAX '
+                       'starts its backends.', lower_bound=0, upper_bound=4)
   flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
   flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
   flags.DEFINE_integer('checkpoint_every_epochs', 0, 'Orbax checkpoint of the full train state every N '
@@ -59,6 +63,10 @@ def define_common_flags() -> None:
 
 
 def configure_jax() -> None:
+  """Applies the JAX/XLA flags; must run before anything touches a device."""
+  if FLAGS.xla_gpu_autotune_level is not None:
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               f' --xla_gpu_autotune_level={FLAGS.xla_gpu_autotune_level}').strip()
   import jax
   if FLAGS.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
