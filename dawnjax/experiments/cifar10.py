@@ -64,8 +64,7 @@ def run() -> int:
   if not FLAGS.data_dir:
     raise ConfigError('--data_dir is required: a CIFAR-10 folder or archive (python-pickle, binary, '
                       'class-folder images, or a TFDS data dir)')
-  if not FLAGS.output_dir:
-    raise ConfigError('--output_dir is required: where results are written')
+  common.require_output_dir()
   common.configure_jax()
   from dawnjax import parallel
   from dawnjax.data.cifar10 import load_cifar10

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from absl import flags
 
-from dawnjax.errors import DawnjaxError
+from dawnjax.errors import ConfigError, DawnjaxError
 
 FLAGS = flags.FLAGS
 
@@ -60,6 +60,11 @@ def define_common_flags() -> None:
   flags.DEFINE_string('profile_steps', None, 'START:END (1-based global training steps, inclusive): '
                       'jax.profiler trace of the epochs holding those steps of the first seed (an epoch '
                       'is the unit the loop dispatches; CIFAR-10 runs it as one device program).')
+
+
+def require_output_dir() -> None:
+  if not FLAGS.output_dir:
+    raise ConfigError('--output_dir is required: where results are written')
 
 
 def configure_jax() -> None:

@@ -123,8 +123,7 @@ def run() -> int:
   if FLAGS.dataset != 'synthetic' and not FLAGS.data_dir:
     raise ConfigError('--data_dir is required: a class-folder JPEG tree (folder or .tar/.tar.gz) or '
                       'a TFDS data dir; or pass --dataset=synthetic')
-  if not FLAGS.output_dir:
-    raise ConfigError('--output_dir is required: where results are written')
+  common.require_output_dir()
   common.configure_jax()
   from dawnjax import parallel
   from dawnjax.experiments import runner

@@ -124,8 +124,7 @@ def config_from_flags():
 
 def run() -> int:
   from dawnjax.errors import ConfigError
-  if not FLAGS.output_dir:
-    raise ConfigError('--output_dir is required: where results are written')
+  common.require_output_dir()
   if FLAGS.num_devices not in (None, 1):
     raise ConfigError(f'--num_devices={FLAGS.num_devices}: the SQuAD workload runs on one device')
   config = config_from_flags()
