@@ -43,13 +43,18 @@ def epochs_of_steps(workload: Workload, steps: tuple[int, int]) -> tuple[int, in
   return first, last
 
 
-def profile_window(workload: Workload) -> tuple[int, int] | None:
-  """--profile_epochs, or --profile_steps mapped onto the epochs that hold those steps."""
+def profile_flags() -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+  """(--profile_epochs, --profile_steps) parsed; checked before any data is loaded or compiled."""
   if FLAGS.profile_epochs and FLAGS.profile_steps:
     raise ConfigError('give --profile_epochs or --profile_steps, not both')
-  steps = parse_profile_epochs(FLAGS.profile_steps, 'profile_steps')
+  return parse_profile_epochs(FLAGS.profile_epochs), parse_profile_epochs(FLAGS.profile_steps, 'profile_steps')
+
+
+def profile_window(workload: Workload, epochs: tuple[int, int] | None,
+                   steps: tuple[int, int] | None) -> tuple[int, int] | None:
+  """The epochs to trace: --profile_epochs, or the epochs that hold the --profile_steps."""
   if steps is None:
-    return parse_profile_epochs(FLAGS.profile_epochs)
+    return epochs
   window = epochs_of_steps(workload, steps)
   print(f'--profile_steps={steps[0]}:{steps[1]}: tracing epochs {window[0]}..{window[1]} of the first seed, '
         'which hold those steps (the loop dispatches whole epochs)', flush=True)
@@ -126,13 +131,14 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
   Raises TargetNotReached (after writing everything) when the mean misses the target.
   """
   out = reporting.check_output_dir(FLAGS.output_dir)
+  profile_epochs, profile_steps = profile_flags()
   checkpointer = make_checkpointer(workload, out)
   load_s, compile_s, flops = loop.prepare(workload)
   device = parallel.device_description(mesh)
   print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: data {load_s:.1f} s, '
         f'compile {compile_s:.1f} s; {workload.num_epochs} epochs; target {workload.target.metric} >= '
         f'{workload.target.threshold:g}', flush=True)
-  window = profile_window(workload)
+  window = profile_window(workload, profile_epochs, profile_steps)
   notes = FLAGS.notes + (' [profiler on: timings perturbed]' if window else '')
   info = reporting.RunInfo(
       output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,
