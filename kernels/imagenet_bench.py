@@ -50,7 +50,8 @@ PROJECTED_RECIPES = (
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--parts', default='model,pipeline,projection',
-                 help='comma-separated subset of model,pipeline,projection')
+                 help='comma-separated subset of model,pipeline,projection,scaling (scaling: not by '
+                      'default; weak scaling over 1, 2, 4, ... of the visible devices)')
   p.add_argument('--out_dir', default='/tmp/imagenet_bench', help='where imagenet_bench.json goes')
   # model
   p.add_argument('--model', default='resnet50')
@@ -384,10 +385,43 @@ def project(args, model_rate: float | None, pipeline: dict | None) -> dict:
                   '"1 host feeding all" caps the rate at this host\'s measured loader throughput'}
 
 
+# ----------------------------------------------------------------------------------- (d) scaling
+def bench_scaling(args) -> dict:
+  """Part (a) at the first --batch_sizes per device on 1, 2, 4, ... visible devices of this host.
+
+  Weak scaling (the per-device batch stays fixed, as data-parallel recipes scale): efficiency at N
+  devices = images/s per device at N / images/s per device at 1. Gradients are all-reduced over
+  the 'data' mesh axis by XLA (NCCL on GPUs) inside the compiled step.
+  """
+  import jax
+  visible = len(jax.devices())
+  counts = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= visible]
+  per_device = args.batch_sizes.split(',')[0]
+  rows = []
+  for n in counts:
+    sub = argparse.Namespace(**{**vars(args), 'num_devices': n, 'batch_sizes': per_device,
+                                'model_budget_s': float('inf')})
+    run = bench_model(sub)['runs'][0]
+    rows.append({'devices': n, **{k: run.get(k) for k in ('images_per_s', 'images_per_s_per_device',
+                                                           'step_ms', 'mfu', 'error')}})
+  base = rows[0].get('images_per_s_per_device') if rows else None
+  for r in rows:
+    ips = r.get('images_per_s_per_device')
+    r['efficiency'] = ips / base if (ips and base) else None
+  print(f"\n(d) weak scaling, {args.model} {args.image_size} px, {per_device} images per device")
+  print(table([{**r, 'ips': fmt(r['images_per_s_per_device'], 0), 'total': fmt(r['images_per_s'], 0),
+                'eff': f"{100 * r['efficiency']:.1f}%" if r['efficiency'] else '-',
+                'step': fmt(r['step_ms'])} for r in rows],
+              [('devices', 'devices'), ('step', 'step ms'), ('ips', 'img/s/device'), ('total', 'img/s total'),
+               ('eff', 'efficiency'), ('error', 'note')]))
+  return {'per_device_batch': int(per_device), 'runs': rows,
+          'rule': 'efficiency = images/s per device at N / at 1 device, same per-device batch'}
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   parts = {p.strip() for p in args.parts.split(',') if p.strip()}
-  unknown = parts - {'model', 'pipeline', 'projection'}
+  unknown = parts - {'model', 'pipeline', 'projection', 'scaling'}
   if unknown:
     print(f'error: unknown --parts {sorted(unknown)}', file=sys.stderr)
     return 2
@@ -415,6 +449,9 @@ def main(argv=None) -> int:
     save()
   if 'projection' in parts:
     report['projection'] = project(args, model_rate, report.get('pipeline'))
+    save()
+  if 'scaling' in parts:
+    report['scaling'] = bench_scaling(args)
   save()
   print(f'\nwrote {path} ({report["total_seconds"]:.0f} s)')
   return 0

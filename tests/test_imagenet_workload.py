@@ -182,3 +182,17 @@ def test_benchmark_script_runs_every_part(tmp_path):
   assert report['pipeline']['train_crop_per_core']['32'] > 0 and report['pipeline']['loader']['images_per_s'] > 0
   assert {r['recipe'] for r in report['projection']['rows']} >= {'mlperf_lars_resnet50', 'fastai_dawnbench_resnet50'}
   assert 'PROJECTED' in proc.stdout
+
+
+def test_benchmark_scaling_part_over_two_fake_devices(tmp_path):
+  out = tmp_path / 'bench'
+  cmd = [sys.executable, os.path.join(REPO, 'kernels', 'imagenet_bench.py'), f'--out_dir={out}', '--parts=scaling',
+         '--model=resnet10', '--width=4', '--image_size=32', '--batch_sizes=4', '--steps=2',
+         '--warmup_steps=1', '--dtype=float32']
+  env = dict(_env(), XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = json.loads((out / 'imagenet_bench.json').read_text())['scaling']['runs']
+  assert [r['devices'] for r in rows] == [1, 2] and not any(r.get('error') for r in rows)
+  assert rows[0]['efficiency'] == 1.0 and rows[1]['efficiency'] > 0
+  assert rows[1]['images_per_s'] > 0 and 'weak scaling' in proc.stdout
