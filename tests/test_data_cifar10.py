@@ -54,13 +54,16 @@ def make_arrays(seed=0):
   return out
 
 
+def official_batches(arrays, suffix=''):
+  """(file name, images, labels) of the official layout: five train batches, then the test batch."""
+  train = zip(np.array_split(arrays['train_images'], 5), np.array_split(arrays['train_labels'], 5))
+  batches = [(f'data_batch_{i + 1}{suffix}', x, y) for i, (x, y) in enumerate(train)]
+  return batches + [(f'test_batch{suffix}', arrays['test_images'], arrays['test_labels'])]
+
+
 def write_python_batches(folder, arrays):
   folder.mkdir(parents=True)
-  train_x = np.array_split(arrays['train_images'], 5)
-  train_y = np.array_split(arrays['train_labels'], 5)
-  batches = [(f'data_batch_{i + 1}', x, y) for i, (x, y) in enumerate(zip(train_x, train_y))]
-  batches.append(('test_batch', arrays['test_images'], arrays['test_labels']))
-  for name, x, y in batches:
+  for name, x, y in official_batches(arrays):
     chw = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), 3072)
     record = {b'batch_label': name.encode(), b'labels': [int(v) for v in y], b'data': chw,
               b'filenames': [f'{i}.png'.encode() for i in range(len(x))]}
@@ -73,11 +76,7 @@ def write_python_batches(folder, arrays):
 
 def write_binary_batches(folder, arrays):
   folder.mkdir(parents=True)
-  train_x = np.array_split(arrays['train_images'], 5)
-  train_y = np.array_split(arrays['train_labels'], 5)
-  batches = [(f'data_batch_{i + 1}.bin', x, y) for i, (x, y) in enumerate(zip(train_x, train_y))]
-  batches.append(('test_batch.bin', arrays['test_images'], arrays['test_labels']))
-  for name, x, y in batches:
+  for name, x, y in official_batches(arrays, '.bin'):
     chw = x.transpose(0, 3, 1, 2).reshape(len(x), 3072)
     (folder / name).write_bytes(np.concatenate([y.astype(np.uint8)[:, None], chw], 1).tobytes())
   (folder / 'batches.meta.txt').write_text('\n'.join(CLASSES) + '\n\n')
