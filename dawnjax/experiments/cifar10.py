@@ -23,6 +23,8 @@ def _define_recipe_flags() -> None:
       'translate': 'Random translation in pixels, reflect padding.',
       'cutout': 'Cutout square size in pixels (0 = off).',
       'tta_level': 'Final evaluation: 0 none, 1 mirror, 2 mirror + translate.',
+      'tta_fraction': ('Selective TTA: the fraction of test images, least confident first, that get '
+                       'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'widths': 'Channel widths of the three conv groups.',
       'whiten': 'Data-whitening first layer (fixed, from patch covariance).',
       'dtype': "Compute dtype ('bfloat16' or 'float32'); BatchNorm statistics stay fp32.",

@@ -77,7 +77,8 @@ class ProfileWindow:
   def before_epoch(self, seed_index: int, epoch: int) -> None:
     import jax
     if not self._done and not self._active and seed_index == 0 and epoch + 1 == self.start:
-      jax.profiler.start_trace(self.logdir)
+      # The perfetto JSON beside the xplane lets kernels/trace_summary.py read it without TensorBoard.
+      jax.profiler.start_trace(self.logdir, create_perfetto_trace=True)
       self._active = True
 
   def on_epoch(self, record: loop.EpochRecord) -> None:

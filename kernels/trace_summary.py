@@ -1,0 +1,107 @@
+"""Where the accelerator time goes in a jax.profiler trace: busy vs span, kernel classes, top kernels.
+
+Reads the `perfetto_trace.json.gz` that `--profile_epochs` / `--profile_steps` write next to the
+TensorBoard profile (dawnjax passes `create_perfetto_trace=True`), so no TensorBoard or TensorFlow
+is needed to read a profile on a headless device machine.
+
+  python kernels/trace_summary.py RUN_DIR/tensorboard/profile [--top=25] [--per=STEPS]
+
+`--per` divides every figure by a count (e.g. the number of training steps traced) to print
+milliseconds per step.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('top', 25, 'How many kernels to list by total time.')
+flags.DEFINE_float('per', 1.0, 'Divide times by this (e.g. traced steps) for per-step figures.')
+
+# First match wins; the names are CUDA kernel names as CUPTI reports them (XLA names its own
+# kernels after the fusion: loop_*, input_*, *_reduce_*; cuDNN/CUTLASS/cuBLAS keep theirs).
+CLASSES = (
+    ('convolution (cuDNN/CUTLASS)', r'xmma|cudnn|conv|implicit|cutlass|sm\d+_.*(fprop|dgrad|wgrad)'),
+    ('matmul (cuBLAS/Triton)', r'gemm|gemv|cublas|triton|matmul|dot'),
+    ('reduction', r'reduce|reduction'),
+    ('scatter/gather', r'scatter|gather|select_and'),
+    ('copy/memset/transpose', r'memcpy|memset|copy|transpose|Memcpy|Memset'),
+    ('elementwise fusion', r'fusion|loop_|wrapped_'),
+)
+
+
+def classify(name: str) -> str:
+  for label, pattern in CLASSES:
+    if re.search(pattern, name, re.IGNORECASE):
+      return label
+  return 'other'
+
+
+def load_events(profile_dir: str) -> list[dict]:
+  paths = sorted(glob.glob(os.path.join(profile_dir, '**', 'perfetto_trace.json.gz'), recursive=True))
+  if not paths:
+    raise SystemExit(f'no perfetto_trace.json.gz under {profile_dir} (profile written without '
+                     'create_perfetto_trace?)')
+  with gzip.open(paths[-1]) as f:
+    data = json.load(f)
+  return data['traceEvents'] if isinstance(data, dict) else data
+
+
+def device_kernels(events: list[dict]) -> list[dict]:
+  """Complete events on accelerator processes (their name starts with /device:)."""
+  names = {e['pid']: e['args']['name'] for e in events
+           if e.get('ph') == 'M' and e.get('name') == 'process_name'}
+  devices = {pid for pid, name in names.items() if name.startswith('/device:')}
+  return [e for e in events if e.get('ph') == 'X' and e.get('pid') in devices and e.get('dur')]
+
+
+def busy_microseconds(kernels: list[dict]) -> float:
+  """Union of kernel intervals: time at least one kernel ran (overlapping streams counted once)."""
+  spans = sorted((e['ts'], e['ts'] + e['dur']) for e in kernels)
+  busy, end = 0.0, float('-inf')
+  for start, stop in spans:
+    if stop <= end:
+      continue
+    busy += stop - max(start, end)
+    end = stop
+  return busy
+
+
+def summarise(kernels: list[dict], top: int, per: float) -> str:
+  if not kernels:
+    return 'no device kernels in the trace (CPU-only run?)'
+  span = max(e['ts'] + e['dur'] for e in kernels) - min(e['ts'] for e in kernels)
+  busy = busy_microseconds(kernels)
+  total = sum(e['dur'] for e in kernels)
+  by_class, by_name, counts = collections.Counter(), collections.Counter(), collections.Counter()
+  for e in kernels:
+    by_class[classify(e['name'])] += e['dur']
+    by_name[e['name']] += e['dur']
+    counts[e['name']] += 1
+  ms = lambda us: us / 1000.0 / per
+  unit = 'ms' if per == 1.0 else f'ms per {per:g}'
+  lines = [f'span {ms(span):.3f} {unit}, device busy {ms(busy):.3f} ({100 * busy / span:.1f}%), '
+           f'host gaps {ms(span - busy):.3f}; kernel time {ms(total):.3f} in {len(kernels)} kernels', '',
+           f'| kernel class | {unit} | share |', '| --- | --- | --- |']
+  lines += [f'| {label} | {ms(t):.3f} | {100 * t / total:.1f}% |' for label, t in by_class.most_common()]
+  lines += ['', f'| top kernels | calls | {unit} | share |', '| --- | --- | --- | --- |']
+  for name, t in by_name.most_common(top):
+    short = name if len(name) < 90 else name[:87] + '...'
+    lines.append(f'| `{short}` | {counts[name]} | {ms(t):.3f} | {100 * t / total:.1f}% |')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError('usage: trace_summary.py PROFILE_DIR')
+  print(summarise(device_kernels(load_events(argv[1])), FLAGS.top, FLAGS.per))
+
+
+if __name__ == '__main__':
+  app.run(main)

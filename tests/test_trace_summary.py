@@ -1,0 +1,42 @@
+"""kernels/trace_summary.py: device-kernel filtering, overlap-aware busy time, kernel classes."""
+import gzip
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'kernels'))
+import trace_summary  # noqa: E402
+
+
+def _trace(tmp_path):
+  events = [
+      {'ph': 'M', 'pid': 1, 'name': 'process_name', 'args': {'name': '/host:CPU'}},
+      {'ph': 'M', 'pid': 2, 'name': 'process_name', 'args': {'name': '/device:GPU:0'}},
+      {'ph': 'X', 'pid': 1, 'tid': 1, 'ts': 0, 'dur': 500, 'name': 'python'},
+      {'ph': 'X', 'pid': 2, 'tid': 7, 'ts': 0, 'dur': 100, 'name': 'sm90_xmma_fprop_implicit_gemm_bf16'},
+      # Overlaps the first kernel on another stream: busy time counts 0..150 once.
+      {'ph': 'X', 'pid': 2, 'tid': 8, 'ts': 50, 'dur': 100, 'name': 'input_reduce_fusion_3'},
+      {'ph': 'X', 'pid': 2, 'tid': 7, 'ts': 400, 'dur': 100, 'name': 'loop_multiply_fusion'},
+  ]
+  d = tmp_path / 'plugins' / 'profile' / 'run'
+  d.mkdir(parents=True)
+  with gzip.open(d / 'perfetto_trace.json.gz', 'wt') as f:
+    json.dump({'traceEvents': events}, f)
+  return str(tmp_path)
+
+
+def test_summary_counts_device_kernels_once_and_reports_host_gaps(tmp_path):
+  kernels = trace_summary.device_kernels(trace_summary.load_events(_trace(tmp_path)))
+  assert len(kernels) == 3  # the host event is not a device kernel
+  assert trace_summary.busy_microseconds(kernels) == 250
+  text = trace_summary.summarise(kernels, top=5, per=1.0)
+  assert 'span 0.500 ms, device busy 0.250 (50.0%), host gaps 0.250' in text
+  assert '| convolution (cuDNN/CUTLASS) | 0.100 |' in text
+  assert '| reduction | 0.100 |' in text and '| elementwise fusion | 0.100 |' in text
+
+
+def test_missing_trace_is_a_clear_error(tmp_path):
+  with pytest.raises(SystemExit, match='no perfetto_trace.json.gz'):
+    trace_summary.load_events(str(tmp_path))
