@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CIFAR-10 (cifar10_jpeg) speed A/B on one GPU: every variant is one process of the real entry
 # point; prints timed/compile/wall seconds, accuracy mean±std and XLA's per-program compile times
-# (JAX_LOG_COMPILES). Variants are lines of "NAME SEEDS [ENV=VAL ...] -- [FLAGS ...]" on stdin or in $1.
+# (JAX_LOG_COMPILES). Variants are lines of "NAME SEEDS [ENV=VAL ...] -- [FLAGS ...]" (space-separated " -- ") on stdin or in $1.
 # Run from the repo root with .data/cifar10-jpeg.tar.gz present; writes logs and summaries under $OUT.
 #   echo "base 20 -- --flagfile=experiments/cifar10/fast.flags" | bash kernels/h100_cifar_speed_ab.sh
 set -u
@@ -13,7 +13,8 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv,noh
 python3 -c "from dawnjax.data.cifar10 import load_cifar10; load_cifar10('.data/cifar10-jpeg.tar.gz', cache_dir='/tmp/cache')"
 while read -r name seeds rest; do
   [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
-  envs=${rest%%--*}; flagsv=${rest#*--}
+  envs=" ${rest%% -- *}"; flagsv=" ${rest#* -- }"  # split on the first " -- " only
+  [ "${rest#-- }" != "$rest" ] && envs="" && flagsv=" ${rest#-- }"
   /usr/bin/time -f "process_wall %e" env JAX_LOG_COMPILES=1 $envs python3 -m dawnjax.experiments.cifar10 \
     --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --seeds=$seeds --noeval_every_epoch \
     --notensorboard --noexport_model --output_dir=$R/$name $flagsv > $R/$name.log 2>&1

@@ -5,6 +5,7 @@ NHWC layout, bf16 activations and weights in the matmuls, fp32 BatchNorm statist
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -37,14 +38,53 @@ def max_pool(x: jax.Array, k: int, impl: str = 'reshape') -> jax.Array:
 
   'reshape' writes it as a reshape + max: its backward is an elementwise select that XLA fuses,
   where 'window' (reduce_window) backpropagates through select-and-scatter, which an H100 profile
-  showed as ~13% of the step (kernels/cifar10_notes.md). Forward values are identical; the gradient
-  differs only for exact ties, which 'reshape' splits evenly (both are valid subgradients).
+  showed as ~13% of the step (kernels/cifar10_notes.md). 'argmax' keeps the forward values and
+  routes the gradient to the first maximum of each window (as PyTorch and cuDNN do) through a
+  custom VJP: the forward saves a small int8 window index instead of a full-size mask, and the
+  backward is one elementwise pass (autodiff of 'reshape' costs a compare, a select and a pad,
+  each a full pass over the unpooled activation, ~14% of the step on the H100).
+  Forward values are identical; gradients differ only for exact ties ('reshape' splits them).
   """
   if impl == 'window':
     return nn.max_pool(x, (k, k), strides=(k, k))
+  if impl == 'argmax':
+    return _argmax_pool(x, k, x.shape[1] % k, x.shape[2] % k)
   b, h, w, c = x.shape
   x = x[:, :h // k * k, :w // k * k]
   return x.reshape(b, h // k, k, w // k, k, c).max(axis=(2, 4))
+
+
+def _window_views(x: jax.Array, k: int) -> list[jax.Array]:
+  """The k*k strided views of x (floor-cropped), one per position in the pooling window."""
+  b, h, w, c = x.shape
+  xr = x[:, :h // k * k, :w // k * k].reshape(b, h // k, k, w // k, k, c)
+  return [xr[:, :, i, :, j, :] for i in range(k) for j in range(k)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _argmax_pool(x, k, pad_h, pad_w):
+  del pad_h, pad_w  # the floor-cropped rows/columns; only the backward needs them
+  return functools.reduce(jnp.maximum, _window_views(x, k))
+
+
+def _argmax_pool_fwd(x, k, pad_h, pad_w):
+  views = _window_views(x, k)
+  m = functools.reduce(jnp.maximum, views)
+  first = jnp.full(m.shape, k * k - 1, jnp.int8)
+  for p in reversed(range(k * k - 1)):
+    first = jnp.where(views[p] == m, jnp.int8(p), first)
+  return m, first
+
+
+def _argmax_pool_bwd(k, pad_h, pad_w, first, g):
+  b, h2, w2, c = g.shape
+  pos = (np.arange(k)[:, None] * k + np.arange(k)[None, :]).astype(np.int8)
+  hit = first[:, :, None, :, None, :] == pos[None, None, :, None, :, None]
+  gx = jnp.where(hit, g[:, :, None, :, None, :], jnp.zeros((), g.dtype)).reshape(b, h2 * k, w2 * k, c)
+  return (jnp.pad(gx, ((0, 0), (0, pad_h), (0, pad_w), (0, 0))),)
+
+
+_argmax_pool.defvjp(_argmax_pool_fwd, _argmax_pool_bwd)
 
 
 class ConvGroup(nn.Module):
@@ -79,7 +119,7 @@ class AirbenchConfig:
   num_classes: int = 10
   dtype: str = 'bfloat16'
   gelu_approximate: bool = False
-  pool_impl: str = 'reshape'  # 'reshape' | 'window', see max_pool
+  pool_impl: str = 'reshape'  # 'reshape' | 'window' | 'argmax', see max_pool
 
   @property
   def whiten_width(self) -> int:

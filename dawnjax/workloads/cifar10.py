@@ -76,8 +76,8 @@ class CifarRecipe:
       raise ConfigError(f"--optimizer={self.optimizer!r}: expected 'sgd' or 'muon'")
     if self.flip not in ('alternating', 'random', 'none'):
       raise ConfigError(f"--flip={self.flip!r}: expected 'alternating', 'random' or 'none'")
-    if self.pool_impl not in ('reshape', 'window'):
-      raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape' or 'window'")
+    if self.pool_impl not in ('reshape', 'window', 'argmax'):
+      raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
       raise ConfigError(f'--tta_level={self.tta_level}: expected 0, 1 or 2')
     if not 0.0 < self.tta_fraction <= 1.0:
