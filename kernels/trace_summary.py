@@ -23,6 +23,8 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('top', 25, 'How many kernels to list by total time.')
 flags.DEFINE_float('per', 1.0, 'Divide times by this (e.g. traced steps) for per-step figures.')
+flags.DEFINE_string('hlo', None, 'Optimised HLO text (XLA_FLAGS=--xla_dump_to=DIR --xla_dump_hlo_as_text: '
+                    '*after_optimizations.txt) to name the JAX operation behind each XLA kernel.')
 
 # First match wins; the names are CUDA kernel names as CUPTI reports them (XLA names its own
 # kernels after the fusion: loop_*, input_*, *_reduce_*; cuDNN/CUTLASS/cuBLAS keep theirs).
@@ -73,7 +75,16 @@ def busy_microseconds(kernels: list[dict]) -> float:
   return busy
 
 
-def summarise(kernels: list[dict], top: int, per: float) -> str:
+def hlo_origins(hlo_text: str) -> dict[str, str]:
+  """XLA instruction name -> the JAX op path it came from (its metadata op_name), shortened."""
+  origins = {}
+  for m in re.finditer(r'^\s*(?:ROOT )?%?([\w.-]+) = [^\n]*?metadata=\{op_name="([^"]+)"', hlo_text, re.M):
+    path = re.sub(r'^jit\([^)]*\)/', '', m.group(2))
+    origins.setdefault(m.group(1), path if len(path) < 110 else '...' + path[-107:])
+  return origins
+
+
+def summarise(kernels: list[dict], top: int, per: float, origins: dict[str, str] | None = None) -> str:
   if not kernels:
     return 'no device kernels in the trace (CPU-only run?)'
   span = max(e['ts'] + e['dur'] for e in kernels) - min(e['ts'] for e in kernels)
@@ -90,17 +101,22 @@ def summarise(kernels: list[dict], top: int, per: float) -> str:
            f'host gaps {ms(span - busy):.3f}; kernel time {ms(total):.3f} in {len(kernels)} kernels', '',
            f'| kernel class | {unit} | share |', '| --- | --- | --- |']
   lines += [f'| {label} | {ms(t):.3f} | {100 * t / total:.1f}% |' for label, t in by_class.most_common()]
-  lines += ['', f'| top kernels | calls | {unit} | share |', '| --- | --- | --- | --- |']
+  origins = origins or {}
+  lines += ['', f'| top kernels | calls | {unit} | share | from |', '| --- | --- | --- | --- | --- |']
   for name, t in by_name.most_common(top):
     short = name if len(name) < 90 else name[:87] + '...'
-    lines.append(f'| `{short}` | {counts[name]} | {ms(t):.3f} | {100 * t / total:.1f}% |')
+    lines.append(f'| `{short}` | {counts[name]} | {ms(t):.3f} | {100 * t / total:.1f}% | {origins.get(name, "")} |')
   return '\n'.join(lines)
 
 
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError('usage: trace_summary.py PROFILE_DIR')
-  print(summarise(device_kernels(load_events(argv[1])), FLAGS.top, FLAGS.per))
+  origins = None
+  if FLAGS.hlo:
+    with open(FLAGS.hlo) as f:
+      origins = hlo_origins(f.read())
+  print(summarise(device_kernels(load_events(argv[1])), FLAGS.top, FLAGS.per, origins))
 
 
 if __name__ == '__main__':

@@ -40,3 +40,13 @@ def test_summary_counts_device_kernels_once_and_reports_host_gaps(tmp_path):
 def test_missing_trace_is_a_clear_error(tmp_path):
   with pytest.raises(SystemExit, match='no perfetto_trace.json.gz'):
     trace_summary.load_events(str(tmp_path))
+
+
+def test_hlo_metadata_names_the_jax_op_behind_a_kernel(tmp_path):
+  hlo = ('  %input_reduce_fusion_3 = (f32[64]{0}, f32[64]{0}) fusion(bf16[8,15,15,64]{3,2,1,0} %p), '
+         'kind=kInput, calls=%fused_reduce, metadata={op_name="jit(epoch_fn)/while/body/block1/norm1/reduce_sum" '
+         'source_file="x.py" source_line=3}\n')
+  origins = trace_summary.hlo_origins(hlo)
+  assert origins == {'input_reduce_fusion_3': 'while/body/block1/norm1/reduce_sum'}
+  kernels = trace_summary.device_kernels(trace_summary.load_events(_trace(tmp_path)))
+  assert '| 0.100 | 33.3% | while/body/block1/norm1/reduce_sum |' in trace_summary.summarise(kernels, 5, 1.0, origins)
