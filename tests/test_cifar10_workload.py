@@ -181,3 +181,21 @@ def test_selective_tta_replaces_only_the_least_confident_logits():
 def test_tta_fraction_outside_zero_one_is_refused(fraction):
   with pytest.raises(ConfigError, match='--tta_fraction'):
     Cifar10Workload(CifarRecipe(tta_fraction=fraction, **TINY), parallel.make_mesh(1), data_loader=None)
+
+
+def test_warm_up_runs_every_program_once_off_the_clock_and_changes_no_result():
+  data = learnable_data(n_train=128, n_test=64)
+  runs = {}
+  for warm in (False, True):
+    wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1, **TINY), parallel.make_mesh(1),
+                         data_loader=lambda: data, warm_up=warm)
+    calls = []
+    for name in ('init', 'train_epoch', 'evaluate'):
+      original = getattr(wl, name)
+      setattr(wl, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    result = loop.run(wl, loop.LoopConfig(seeds=1))
+    runs[warm] = ([e.train_loss for e in result.seeds[0].epochs], result.seeds[0].final_metrics, calls)
+  assert runs[True][:2] == runs[False][:2]
+  # Warm-up: init, one epoch, both evaluations, before the timed seed's own calls.
+  assert runs[True][2][:4] == ['init', 'train_epoch', 'evaluate', 'evaluate']
+  assert runs[True][2][4:] == runs[False][2]

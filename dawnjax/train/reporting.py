@@ -26,7 +26,8 @@ from dawnjax.workloads.base import FlopCounts, Workload
 TIMED_REGION = ('per seed: init (incl. data-dependent init such as whitening) + all training epochs '
                 '+ the final evaluation with the reported protocol; each closed by a device '
                 'synchronisation. Excluded and reported separately: process start-up, data loading '
-                'and upload, ahead-of-time compilation (once for all seeds), per-epoch evaluations.')
+                'and upload, ahead-of-time compilation and the workload\'s warm-up execution (once for all '
+                'seeds; counted as compile seconds), per-epoch evaluations.')
 
 
 def check_output_dir(path: str) -> Path:
