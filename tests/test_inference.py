@@ -91,7 +91,7 @@ def test_benchmark_reports_every_mode_and_throughput():
   bounds = result['bounds']
   assert bounds['items'] == 12 and isinstance(bounds['host_dispatch_bound'], bool)
   assert all(bounds[f'{k}_ms_per_item'] > 0 for k in ('synchronised', 'pipelined', 'in_program'))
-  assert set(result['modes']) == {'host', 'device'}
+  assert set(result['modes']) == {'host', 'host_direct', 'device'}
   for mode in result['modes'].values():
     assert mode['n'] == 20 and mode['warmup'] == {**mode['warmup'], 'calls': 2, 'excluded': True}
     assert mode['predictions_differ_from_first_mode'] == 0 and 0 <= mode['accuracy'] <= 100

@@ -34,8 +34,10 @@ flags.DEFINE_string('cache_dir', None, 'Where prepared uint8 caches go (as for t
 flags.DEFINE_string('output_dir', None, 'Where the inference JSON, summary and exported artifact go.')
 flags.DEFINE_integer('test_subset', None, 'Only N test images (tests/debugging; never a qualifying result).')
 flags.DEFINE_integer('warmup', 100, 'Batch-1 calls before each timed pass (excluded, recorded).')
-flags.DEFINE_list('latency_modes', ['host', 'device'], "Input modes; the first is reported: 'host' "
-                  '(upload + compute + label download) or \'device\' (input already on device).')
+flags.DEFINE_list('latency_modes', ['host', 'host_direct', 'device'],
+                  "Input modes; the first is reported: 'host' (jax.device_put upload + compute + label "
+                  "download), 'host_direct' (the numpy item handed to the compiled call, which uploads "
+                  "it in C++) or 'device' (input already on device).")
 flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput measurement (0: skip).')
 flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
 flags.DEFINE_integer('bound_items', 1000, 'Items of the what-bounds-latency breakdown: synchronised vs '
