@@ -67,6 +67,26 @@ def test_normalize_matches_formula(images):
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_color_jitter_matches_numpy(images):
+  x = augment.normalize(images, dtype=jnp.float32)
+  jitter = augment.random_jitter(jax.random.PRNGKey(3), x.shape[0])
+  out = np.asarray(augment.color_jitter(x, jitter, 0.1399, 0.1308))
+  u, v = np.asarray(jitter, np.float64).T
+  ref = (np.asarray(x, np.float64) + u[:, None, None, None] * 0.1399) * (1 + v[:, None, None, None] * 0.1308)
+  np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+  # bf16 in, bf16 out (the arithmetic is fp32 inside); zero ranges are the identity.
+  assert augment.color_jitter(x.astype(jnp.bfloat16), jitter, 0.1, 0.1).dtype == jnp.bfloat16
+  np.testing.assert_array_equal(augment.color_jitter(x, jitter, 0.0, 0.0), x)
+
+
+def test_random_jitter_is_uniform_per_image():
+  jitter = np.asarray(augment.random_jitter(jax.random.PRNGKey(0), 4000))
+  assert jitter.shape == (4000, 2) and jitter.min() >= -1.0 and jitter.max() < 1.0
+  np.testing.assert_allclose(jitter.mean(0), 0.0, atol=0.05)
+  np.testing.assert_allclose(jitter.var(0), 1 / 3, atol=0.02)  # U(-1, 1)
+  assert abs(np.corrcoef(jitter.T)[0, 1]) < 0.05  # brightness and contrast drawn independently
+
+
 def test_whitening_kernel_whitens_patches():
   rng = np.random.default_rng(1)
   # Correlated channels so whitening has work to do.

@@ -80,6 +80,11 @@ def test_bad_recipe_is_a_config_error():
   wl = Cifar10Workload(CifarRecipe(batch_size=1024, **TINY), parallel.make_mesh(), data_loader=learnable_data)
   with pytest.raises(ConfigError, match='exceeds'):
     wl.load_data()
+  for bad, flag in ((dict(activation='relu'), '--activation'), (dict(muon_norm_every=0), '--muon_norm_every'),
+                    (dict(ns_coefficients=(3.0, -4.0)), '--ns_coefficients'),
+                    (dict(brightness=-0.1), '--brightness')):
+    with pytest.raises(ConfigError, match=flag):
+      Cifar10Workload(CifarRecipe(**bad), parallel.make_mesh(), data_loader=None)
 
 
 SHARDED_SCRIPT = textwrap.dedent('''
@@ -199,3 +204,116 @@ def test_warm_up_runs_every_program_once_off_the_clock_and_changes_no_result():
   # Warm-up: init, one epoch, both evaluations, before the timed seed's own calls.
   assert runs[True][2][:4] == ['init', 'train_epoch', 'evaluate', 'evaluate']
   assert runs[True][2][4:] == runs[False][2]
+
+
+# ---------------------------------------------------------------- hiverge cifar10-speedrun knobs
+HIVERGE_FLAGS = os.path.join(REPO, 'experiments', 'cifar10', 'hiverge.flags')
+
+
+def first_update_changes(**knobs):
+  """Names of the parameters whose first Muon-recipe update differs from the default recipe's,
+  for the same params and gradients (the optimizer alone: no convolution is compiled)."""
+  import jax
+  from dawnjax.workloads.cifar10 import build_model
+  data = learnable_data(n_train=64, n_test=16)
+  updates = []
+  for kw in ({}, knobs):
+    recipe = CifarRecipe(optimizer='muon', batch_size=64, epochs=2, **TINY, **kw)
+    wl = Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: data)
+    wl.load_data()
+    shapes = jax.eval_shape(lambda: build_model(recipe).init(
+        jax.random.PRNGKey(0), np.zeros((2, 32, 32, 3), np.float32), train=True)['params'])
+    # Random weights: at init (Dirac filters at these widths) they already have norm sqrt(cout).
+    rng = np.random.default_rng(0)
+    params, grads = (jax.tree_util.tree_map(lambda x: rng.normal(size=x.shape).astype(np.float32), shapes)
+                     for _ in range(2))
+    tx = wl._optimizer()
+    updates.append(tx.update(grads, tx.init(params), params)[0])
+  changed = jax.tree_util.tree_map_with_path(
+      lambda path, a, b: None if np.array_equal(a, b) else jax.tree_util.keystr(path), *updates)
+  return sorted(jax.tree_util.tree_leaves(changed))
+
+
+FILTERS = [f"['block{b}']['conv{c}']['kernel']" for b in (1, 2, 3) for c in (1, 2)]
+SGD_GROUPS = sorted(["['head']['kernel']", "['whiten']['bias']"] +
+                    [f"['block{b}']['norm{n}']['bias']" for b in (1, 2, 3) for n in (1, 2)])
+
+
+@pytest.mark.parametrize('knobs,changed', [
+    (dict(muon_norm_every=8), FILTERS),  # step 1 of 8: no renormalisation
+    (dict(muon_filter_weight_decay=1e-4), FILTERS),
+    (dict(ns_coefficients=(3.4576, -4.7391, 2.0843)), FILTERS),
+    (dict(sgd_momentum=0.825), SGD_GROUPS),
+    (dict(muon_norm_every=1, muon_filter_weight_decay=0.0, ns_coefficients=(3.4445, -4.7750, 2.0315),
+          sgd_momentum=0.85), []),  # the defaults, spelled out
+])
+def test_muon_recipe_knobs_change_only_their_parameter_groups(knobs, changed):
+  assert first_update_changes(**knobs) == sorted(changed)
+
+
+def test_colour_jitter_applies_after_normalisation_as_a_function_of_the_step_key():
+  import jax
+  from dawnjax import augment
+  data = learnable_data(n_train=64, n_test=16)
+  key, idx, flips = jax.random.PRNGKey(5), np.arange(8), np.zeros(64, bool)
+
+  def batch(**kw):
+    wl = Cifar10Workload(CifarRecipe(batch_size=8, epochs=1, **TINY, **kw), parallel.make_mesh(1),
+                         data_loader=lambda: data)
+    wl.load_data()
+    return np.asarray(wl._augmented_batch(wl.train_images, wl.train_labels, idx, flips, key)[0])
+
+  plain, jittered = batch(), batch(brightness=0.1399, contrast=0.1308)
+  want = augment.color_jitter(plain, augment.random_jitter(jax.random.fold_in(key, 2), 8), 0.1399, 0.1308)
+  np.testing.assert_allclose(jittered, want, rtol=1e-6, atol=1e-6)
+  assert np.abs(jittered - plain).max() > 0.05
+  np.testing.assert_array_equal(batch(brightness=0.1399, contrast=0.1308), jittered)  # pure in the key
+
+
+def test_silu_blocks_change_the_model_not_its_parameters():
+  import jax
+  from dawnjax import augment
+  from dawnjax.workloads.cifar10 import build_model
+  x = augment.normalize(learnable_data(n_train=4, n_test=4).test_images, dtype=np.float32)
+  outputs = {}
+  for act in ('gelu', 'silu'):
+    model = build_model(CifarRecipe(activation=act, **TINY))
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+    outputs[act] = (jax.tree_util.tree_map(np.shape, variables), np.asarray(model.apply(variables, x)))
+  assert outputs['gelu'][0] == outputs['silu'][0]
+  assert not np.allclose(outputs['gelu'][1], outputs['silu'][1], atol=1e-4)
+
+
+PARSE_SCRIPT = textwrap.dedent('''
+    import dataclasses, json, sys
+    from absl import flags
+    from dawnjax.experiments import cifar10
+    flags.FLAGS([sys.argv[0], '--flagfile=' + sys.argv[1]])
+    print('RECIPE' + json.dumps(dataclasses.asdict(cifar10.recipe_from_flags())))
+''')
+
+
+def test_hiverge_flags_parse_round_trip_and_a_tiny_run_learns():
+  from dawnjax.workloads.cifar10 import recipe_from_config
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  proc = subprocess.run([sys.executable, '-c', PARSE_SCRIPT, HIVERGE_FLAGS], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = json.loads(proc.stdout.split('RECIPE', 1)[1])
+  recipe = recipe_from_config(config)  # model.json's round trip: lists back to tuples
+  assert recipe_from_config(json.loads(json.dumps(dataclasses.asdict(recipe)))) == recipe
+  want = dict(optimizer='muon', batch_size=1536, epochs=7.63, whiten_bias_epochs=0.19, label_smoothing=0.09,
+              muon_lr=0.205, muon_momentum=0.655, bias_lr=0.0573, head_lr=0.5415, muon_weight_decay=1.0418e-06,
+              muon_filter_weight_decay=1.0418e-06, muon_norm_every=8, ns_steps=3,
+              ns_coefficients=(3.4576, -4.7391, 2.0843), sgd_momentum=0.825, bn_momentum=0.5566,
+              activation='silu', gelu_approximate=False, brightness=0.1399, contrast=0.1308, whiten_images=960,
+              tta_level=2, tta_fraction=0.2, head_unit_std=True, lookahead=False, flip='alternating',
+              translate=2, widths=(64, 256, 256), whiten=True, dtype='bfloat16', pool_impl='reshape')
+  assert {k: getattr(recipe, k) for k in want} == want
+  # The same recipe at test size: ceil(4 x 7.63) = 31 steps of 64 images.
+  tiny = dataclasses.replace(recipe, batch_size=64, **TINY)
+  data = learnable_data(n_train=256, n_test=128)
+  wl = Cifar10Workload(tiny, parallel.make_mesh(1), data_loader=lambda: data)
+  result = loop.run(wl, loop.LoopConfig(seeds=1))
+  assert wl.total_steps == 31
+  assert result.seeds[0].final_metrics['top1Accuracy'] > 20.0  # chance is 10%; this run gets ~88%

@@ -29,6 +29,21 @@ def _define_recipe_flags() -> None:
       'whiten': 'Data-whitening first layer (fixed, from patch covariance).',
       'dtype': "Compute dtype ('bfloat16' or 'float32'); BatchNorm statistics stay fp32.",
       'logit_scale': "Logit multiplier (default: the optimizer recipe's own).",
+      'activation': ("Nonlinearity of the conv blocks: 'gelu' (airbench; --gelu_approximate for the tanh "
+                     "form) or 'silu' (hiverge). The one after the whitening layer is always GELU."),
+      'muon_norm_every': ('Muon: rescale each filter bank to norm sqrt(cout) only on steps N, 2N, ... '
+                          '(1-based, as hiverge, which uses 8); 1 = every step (airbench94_muon).'),
+      'muon_filter_weight_decay': ('Muon: decoupled decay of the filters after each step, per example in '
+                                   'the batch like --muon_weight_decay: p *= 1 - lr_t * this * batch_size, '
+                                   'lr_t the scheduled --muon_lr (hiverge: 1.0418e-06; 0 = off).'),
+      'ns_coefficients': ('Muon: quintic Newton-Schulz coefficients a,b,c (default Keller Jordan\'s; '
+                          'hiverge: 3.4576,-4.7391,2.0843).'),
+      'sgd_momentum': ('Muon recipe: Nesterov momentum of the SGD groups (head, whitening bias, '
+                       'BatchNorm biases); airbench94_muon 0.85, hiverge 0.825.'),
+      'brightness': ('Colour jitter: add U(-1,1) * this to each normalised image (one draw per image '
+                     'and step; hiverge: 0.1399; 0 = off).'),
+      'contrast': ('Colour jitter: then multiply each normalised image by 1 + U(-1,1) * this '
+                   '(hiverge: 0.1308; 0 = off).'),
   }
   for field in dataclasses.fields(CifarRecipe):
     name, default = field.name, getattr(defaults, field.name)
@@ -54,14 +69,8 @@ flags.DEFINE_bool('warm_up', True, 'Execute init, one epoch and the evaluations 
 
 
 def recipe_from_flags():
-  from dawnjax.workloads.cifar10 import CifarRecipe
-  values = {}
-  for field in dataclasses.fields(CifarRecipe):
-    value = FLAGS[field.name].value
-    if field.name == 'widths':
-      value = tuple(int(v) for v in value)
-    values[field.name] = value
-  return CifarRecipe(**values)
+  from dawnjax.workloads.cifar10 import CifarRecipe, recipe_from_config
+  return recipe_from_config({field.name: FLAGS[field.name].value for field in dataclasses.fields(CifarRecipe)})
 
 
 def run() -> int:

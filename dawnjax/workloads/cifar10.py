@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from dawnjax import augment, flops, optim, parallel
 from dawnjax.data.arrays import ImageClassificationData
 from dawnjax.errors import ConfigError
-from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, whitening_kernel
+from dawnjax.models.airbench import ACTIVATIONS, AirbenchConfig, AirbenchNet, whitening_kernel
 from dawnjax.workloads.base import FlopCounts, Target, Workload
 
 # Official CIFAR-10: DAWNBench's 94% top-1. cifar10_jpeg (lossy JPEG copy): 90.5%, the mean the
@@ -50,10 +50,21 @@ class CifarRecipe:
   head_lr: float = 0.67
   muon_weight_decay: float = 2e-6  # per example in the batch
   ns_steps: int = 3
+  ns_coefficients: Sequence[float] = optim.NS_COEFFICIENTS  # Newton-Schulz quintic (a, b, c)
+  # Renormalise the filters to norm sqrt(cout) only on every Nth Muon step (hiverge: 8).
+  muon_norm_every: int = 1
+  # Decoupled decay of the filters after each Muon step, per example in the batch like
+  # muon_weight_decay: p *= 1 - muon_lr(step) * muon_filter_weight_decay * batch_size.
+  muon_filter_weight_decay: float = 0.0
+  sgd_momentum: float = 0.85  # Nesterov momentum of the Muon recipe's SGD groups (head, biases)
   # Augmentation.
   flip: str = 'alternating'  # 'alternating' | 'random' | 'none'
   translate: int = 2
   cutout: int = 0
+  # Colour jitter on the normalised image (hiverge), per image: x <- (x + U(-1, 1) * brightness)
+  # * (1 + U(-1, 1) * contrast). Off when both are 0.
+  brightness: float = 0.0
+  contrast: float = 0.0
   # Evaluation: 0 = none, 1 = mirror, 2 = mirror + one-pixel translations (airbench).
   tta_level: int = 2
   # Selective TTA (hiverge cifar10-speedrun): only this fraction of the test set, the images the
@@ -70,12 +81,15 @@ class CifarRecipe:
   dtype: str = 'bfloat16'
   gelu_approximate: bool = False
   pool_impl: str = 'reshape'
+  activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
       raise ConfigError(f"--optimizer={self.optimizer!r}: expected 'sgd' or 'muon'")
     if self.flip not in ('alternating', 'random', 'none'):
       raise ConfigError(f"--flip={self.flip!r}: expected 'alternating', 'random' or 'none'")
+    if self.activation not in ACTIVATIONS:
+      raise ConfigError(f'--activation={self.activation!r}: expected one of {", ".join(ACTIVATIONS)}')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
@@ -86,6 +100,12 @@ class CifarRecipe:
       raise ConfigError('--epochs and --batch_size must be positive')
     if self.translate < 0 or self.cutout < 0:
       raise ConfigError('--translate and --cutout must be >= 0')
+    if self.brightness < 0 or self.contrast < 0:
+      raise ConfigError('--brightness and --contrast must be >= 0')
+    if self.muon_norm_every < 1:
+      raise ConfigError(f'--muon_norm_every={self.muon_norm_every}: expected >= 1')
+    if len(self.ns_coefficients) != 3:
+      raise ConfigError(f'--ns_coefficients={",".join(map(str, self.ns_coefficients))}: expected 3 values a,b,c')
 
 
 @flax.struct.dataclass
@@ -117,24 +137,29 @@ def build_model(recipe: CifarRecipe) -> AirbenchNet:
     logit_scale = 1.0 / 9.0 if recipe.optimizer == 'sgd' else 1.0 / recipe.widths[-1]
   return AirbenchNet(AirbenchConfig(
       widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
-      dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate,
-        pool_impl=recipe.pool_impl))
+      dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate, pool_impl=recipe.pool_impl,
+      activation=recipe.activation))
 
 
 def model_name(recipe: CifarRecipe) -> str:
   return f"airbench{'-muon' if recipe.optimizer == 'muon' else ''}-" + '-'.join(map(str, recipe.widths))
 
 
+# Tuple fields and their element type (JSON and list flags hand them over as lists of str/numbers).
+_SEQUENCE_FIELDS = {'widths': int, 'ns_coefficients': float}
+
+
 def recipe_from_config(config: dict[str, Any]) -> CifarRecipe:
-  """A recipe from its JSON form (dataclasses.asdict, as model.json stores it)."""
+  """A recipe from its JSON form (dataclasses.asdict, as model.json stores it) or from flag values."""
   known = {f.name for f in dataclasses.fields(CifarRecipe)}
   unknown = sorted(set(config) - known)
   if unknown:
     raise ConfigError(f'model config has fields {unknown} that this CifarRecipe does not know; '
                       'was it written by a newer dawnjax?')
   values = dict(config)
-  if 'widths' in values:
-    values['widths'] = tuple(int(w) for w in values['widths'])
+  for name, cast in _SEQUENCE_FIELDS.items():
+    if name in values:
+      values[name] = tuple(cast(v) for v in values[name])
   return CifarRecipe(**values)
 
 
@@ -286,12 +311,14 @@ class Cifar10Workload(Workload):
       wd = r.muon_weight_decay * r.batch_size
       decay = optim.linear_decay(total)
       txs = {
-          'filters': optim.muon(r.muon_lr, r.muon_momentum, decay, r.ns_steps, ns_dtype=jnp.dtype(r.dtype)),
-          'head': optim.torch_sgd(r.head_lr, 0.85, wd / r.head_lr, decay),
+          'filters': optim.muon(r.muon_lr, r.muon_momentum, decay, r.ns_steps, ns_dtype=jnp.dtype(r.dtype),
+                                ns_coefficients=r.ns_coefficients, norm_every=r.muon_norm_every,
+                                weight_decay=r.muon_filter_weight_decay * r.batch_size),
+          'head': optim.torch_sgd(r.head_lr, r.sgd_momentum, wd / r.head_lr, decay),
           'whiten_bias': optax.chain(
-              optim.torch_sgd(r.bias_lr, 0.85, wd / r.bias_lr, optim.linear_decay(whiten_steps)),
+              optim.torch_sgd(r.bias_lr, r.sgd_momentum, wd / r.bias_lr, optim.linear_decay(whiten_steps)),
               optim.freeze_after(whiten_steps)),
-          'norm_bias': optim.torch_sgd(r.bias_lr, 0.85, wd / r.bias_lr, decay),
+          'norm_bias': optim.torch_sgd(r.bias_lr, r.sgd_momentum, wd / r.bias_lr, decay),
       }
     # With the whitening trick the first layer is fixed; without it, it trains like any filter.
     txs['whiten_kernel'] = optax.set_to_zero() if r.whiten else txs['filters']
@@ -360,7 +387,11 @@ class Cifar10Workload(Workload):
         x = augment.flip_lr(x, flips[idx])
       k_shift, k_cut = jax.random.split(key)
       x = augment.translate(x, augment.random_shifts(k_shift, bs, r.translate), r.translate)
-      x = augment.normalize(x, dtype=dtype)
+      jitter = r.brightness > 0 or r.contrast > 0
+      x = augment.normalize(x, dtype=jnp.float32 if jitter else dtype)
+      if jitter:
+        x = augment.color_jitter(x, augment.random_jitter(jax.random.fold_in(key, 2), bs),
+                                 r.brightness, r.contrast).astype(dtype)
       if r.cutout:
         corners = augment.random_cutout_corners(k_cut, bs, x.shape[1], x.shape[2], r.cutout)
         x = augment.cutout(x, corners, r.cutout)
@@ -428,7 +459,7 @@ class Cifar10Workload(Workload):
 
     self._init_fn = jax.jit(init_fn, out_shardings=rep)
     self._epoch_fn = jax.jit(epoch_fn, out_shardings=rep, donate_argnums=0)
-    self._train_step, self._logits_fn = train_step, logits_fn
+    self._train_step, self._logits_fn, self._augmented_batch = train_step, logits_fn, augmented_batch
     self._eval_fns = {level: jax.jit(functools.partial(eval_fn, tta_level=level), out_shardings=rep)
                       for level in {0, r.tta_level}}
 
