@@ -131,14 +131,14 @@ def test_sharded_step_equals_single_device_on_8_fake_devices():
     assert abs(one['acc'] - eight['acc']) <= 1.0
 
 
-@pytest.mark.parametrize('tta_level', [0, 2])
-def test_served_model_computes_the_final_evaluation_logits(tta_level):
+@pytest.mark.parametrize('tta_level,weighting', [(0, 'airbench'), (2, 'airbench'), (2, 'equal')])
+def test_served_model_computes_the_final_evaluation_logits(tta_level, weighting):
   # The served function batches the TTA views into one forward pass; it must give the same
   # logits as the timed final evaluation, so the latency is measured for the model reported.
   from dawnjax import augment
   from dawnjax.workloads.cifar10 import inference_apply
   data = learnable_data(n_train=128, n_test=64)
-  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1, tta_level=tta_level, **TINY),
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1, tta_level=tta_level, tta_weighting=weighting, **TINY),
                        parallel.make_mesh(1), data_loader=lambda: data)
   wl.load_data()
   wl.compile()
@@ -317,3 +317,15 @@ def test_hiverge_flags_parse_round_trip_and_a_tiny_run_learns():
   result = loop.run(wl, loop.LoopConfig(seeds=1))
   assert wl.total_steps == 31
   assert result.seeds[0].final_metrics['top1Accuracy'] > 20.0  # chance is 10%; this run gets ~88%
+
+
+def test_tta_weightings_average_the_same_six_views_differently():
+  from dawnjax.workloads.cifar10 import tta_view_list
+  x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype(np.float32)
+  views_a, airbench = tta_view_list(x, 2, 'airbench')
+  views_e, equal = tta_view_list(x, 2, 'equal')
+  assert len(views_a) == 6 and all(np.array_equal(a, e) for a, e in zip(views_a, views_e))
+  assert airbench == [0.25, 0.25] + [0.125] * 4 and equal == [1 / 6] * 6
+  np.testing.assert_array_equal(views_a[1], x[:, :, ::-1, :])  # the mirror of the untranslated image
+  with pytest.raises(ConfigError, match='--tta_weighting'):
+    Cifar10Workload(CifarRecipe(tta_weighting='mean', **TINY), parallel.make_mesh(1), data_loader=None)

@@ -27,6 +27,7 @@ from dawnjax.workloads.base import FlopCounts, Target, Workload
 # Official CIFAR-10: DAWNBench's 94% top-1. cifar10_jpeg (lossy JPEG copy): 90.5%, the mean the
 # fastest published 94%-recipes reach on it (../shared/anchors/README.md).
 DEFAULT_TARGETS = {'cifar10': 94.0, 'cifar10_jpeg': 90.5}
+TTA_WEIGHTINGS = ('airbench', 'equal')  # see tta_view_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,7 @@ class CifarRecipe:
   # Selective TTA (hiverge cifar10-speedrun): only this fraction of the test set, the images the
   # plain forward pass is least confident about, gets the tta_level views; 1.0 = every image.
   tta_fraction: float = 1.0
+  tta_weighting: str = 'airbench'  # TTA_WEIGHTINGS: 'airbench' (1/4, 1/4, 1/8 x 4) or 'equal' (hiverge)
   eval_batch_size: int = 2000
   # Model.
   widths: Sequence[int] = (64, 256, 256)
@@ -94,6 +96,8 @@ class CifarRecipe:
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
       raise ConfigError(f'--tta_level={self.tta_level}: expected 0, 1 or 2')
+    if self.tta_weighting not in TTA_WEIGHTINGS:
+      raise ConfigError(f'--tta_weighting={self.tta_weighting!r}: expected one of {", ".join(TTA_WEIGHTINGS)}')
     if not 0.0 < self.tta_fraction <= 1.0:
       raise ConfigError(f'--tta_fraction={self.tta_fraction}: expected a fraction in (0, 1]')
     if self.epochs <= 0 or self.batch_size <= 0:
@@ -163,19 +167,29 @@ def recipe_from_config(config: dict[str, Any]) -> CifarRecipe:
   return CifarRecipe(**values)
 
 
-def tta_views(x: jax.Array, tta_level: int) -> tuple[jax.Array, jax.Array]:
-  """(views stacked on the batch axis, their weights): the final evaluation's test-time
-  augmentation as one batch, so a served request is one forward pass whatever the level.
-  Level 1 averages the image and its mirror; level 2 adds the one-pixel up-left and down-right
-  translations (weights 1/2 for the untranslated pair, 1/4 each for the others, as airbench)."""
+def tta_view_list(x: jax.Array, tta_level: int, weighting: str = 'airbench') -> tuple[list[jax.Array], list[float]]:
+  """The final evaluation's test-time augmentation: (views, their weights in the logit average).
+
+  Level 1: the image and its mirror. Level 2 adds the one-pixel up-left and down-right translations,
+  each mirrored. 'airbench' weights 1/2 for the untranslated pair, 1/4 for each translated pair
+  (airbench94); 'equal' averages the 6 views (hiverge cifar10-speedrun). The one definition behind
+  the timed evaluation (one forward pass per view) and the served model (views in one batch).
+  """
   if tta_level == 0:
-    return x, jnp.ones((1,), jnp.float32)
+    return [x], [1.0]
   n = x.shape[0]
   shifted = [x]
   if tta_level >= 2:
     shifted += [augment.translate(x, jnp.full((n, 2), -1), 1), augment.translate(x, jnp.full((n, 2), 1), 1)]
   views = [v for s in shifted for v in (s, s[:, :, ::-1, :])]
-  weights = [0.5, 0.5] if tta_level == 1 else [0.25, 0.25] + [0.125] * 4
+  if weighting == 'equal' or tta_level == 1:
+    return views, [1.0 / len(views)] * len(views)
+  return views, [0.25, 0.25] + [0.125] * 4
+
+
+def tta_views(x: jax.Array, tta_level: int, weighting: str = 'airbench') -> tuple[jax.Array, jax.Array]:
+  """(views stacked on the batch axis, their weights): a served request is one forward pass."""
+  views, weights = tta_view_list(x, tta_level, weighting)
   return jnp.concatenate(views), jnp.asarray(weights, jnp.float32)
 
 
@@ -186,7 +200,8 @@ def inference_apply(recipe: CifarRecipe):
   dtype = jnp.dtype(recipe.dtype)
 
   def apply_fn(variables, images_u8):
-    views, weights = tta_views(augment.normalize(images_u8, dtype=dtype), recipe.tta_level)
+    views, weights = tta_views(augment.normalize(images_u8, dtype=dtype), recipe.tta_level,
+                               recipe.tta_weighting)
     logits = model.apply(variables, views, train=False).astype(jnp.float32)
     logits = logits.reshape(len(weights), images_u8.shape[0], -1)
     return jnp.einsum('v,vnc->nc', weights, logits)
@@ -419,14 +434,9 @@ class Cifar10Workload(Workload):
 
     def logits_fn(params, batch_stats, x, tta_level):
       net = lambda v: model.apply({'params': params, 'batch_stats': batch_stats}, v, train=False)
-      mirror = lambda v: 0.5 * net(v) + 0.5 * net(v[:, :, ::-1, :]) if tta_level >= 1 else net(v)
-      logits = mirror(x)
-      if tta_level >= 2:
-        n = x.shape[0]
-        up_left = augment.translate(x, jnp.full((n, 2), -1), 1)
-        down_right = augment.translate(x, jnp.full((n, 2), 1), 1)
-        logits = 0.5 * logits + 0.25 * (mirror(up_left) + mirror(down_right))
-      return logits
+      views, weights = tta_view_list(x, tta_level, r.tta_weighting)
+      # One forward pass per view (the batch shape of training), summed with the views' weights.
+      return functools.reduce(jnp.add, [w * net(v) for v, w in zip(views, weights)])
 
     def eval_fn(params, batch_stats, images, labels, tta_level):
       ebs = r.eval_batch_size
