@@ -1,39 +1,51 @@
 #!/usr/bin/env bash
 # The CIFAR-10 measurements planned for the next GPU session (the 2026-11-23 third session lost its
-# device after one call). ~6 minutes on one H100. Run from the repo root (a `git archive` snapshot
-# with .data/cifar10-jpeg.tar.gz); everything lands under $OUT.
-#  1. Per-kernel profiles with the optimised HLO (each kernel named by its JAX op): reshape vs
-#     argmax max-pool, to attribute the 19.5% reductions and 17.7% elementwise of the step.
-#  2. 20-seed A/B in one process order: fast.flags (reshape pool), + --pool_impl=argmax,
-#     hiverge.flags, hiverge + argmax. Prediction: argmax -6..-9% (the pool backward's compare,
-#     select and pad passes, ~0.9 ms of 6.6 ms per step, become one pass); hiverge -6% (376k
-#     instead of 400k training examples) if its accuracy holds at >= 90.5%.
+# device after one call). Two calls of ~5-6 minutes on one H100, each under the 600 s call limit:
+#   bash kernels/h100_cifar_next.sh profile_ab   # 1 + 2
+#   bash kernels/h100_cifar_next.sh wall         # 3 + 4
+# Run from the repo root (a `git archive` snapshot with .data/cifar10-jpeg.tar.gz); output under $OUT.
+#  1. Per-kernel profiles with the optimised HLO (each kernel named by its JAX op): fast.flags vs
+#     --pool_impl=argmax vs --bn_impl=fused, to attribute the 19.5% reductions and 17.7% elementwise.
+#  2. 20-seed A/B, one process each, same call: fast.flags, + argmax pool, + fused BatchNorm,
+#     hiverge.flags. Predictions: argmax -6..-9% (the pool backward's compare, select and pad
+#     passes, ~0.9 ms of 6.6 ms per step, become one pass); fused BN 0..-10% (7 -> 4 reductions
+#     per layer, no saved pre-activation; depends on how XLA already fused them); hiverge -6%
+#     (376k instead of 400k examples) if its accuracy holds at >= 90.5%.
 #  3. Compile: Triton GEMM autotuning off (cuBLAS heuristics) vs on; cold and warm-cache wall with
 #     the warm-up execution (seed 0's first epoch no longer pays first-execution costs).
 #  4. Served model latency: 'host' vs 'host_direct' vs 'device' input modes.
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-for v in reshape argmax; do
-  echo "prof_$v 1 -- --flagfile=experiments/cifar10/fast.flags --profile_epochs=3:4 --pool_impl=$v" > /tmp/p_$v.txt
-  XLA_FLAGS="--xla_dump_to=/tmp/hlo_$v --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
-    bash kernels/h100_cifar_speed_ab.sh /tmp/p_$v.txt
-  H=$(ls /tmp/hlo_$v/*epoch_fn*after_optimizations.txt | grep -v buffer | head -1)
-  python3 kernels/trace_summary.py $OUT/runs/prof_$v/tensorboard/profile --per=50 --top=45 --hlo=$H > $OUT/profile_$v.md
-  head -12 $OUT/profile_$v.md; gzip -c $H > $OUT/hlo/epoch_$v.txt.gz
-  rm -rf $OUT/runs/prof_$v
-done
-bash kernels/h100_cifar_speed_ab.sh <<'VARIANTS'
-reshape20 20 -- --flagfile=experiments/cifar10/fast.flags
+part=${1:?usage: h100_cifar_next.sh profile_ab|wall}
+if [ "$part" = profile_ab ]; then
+  for v in base:--pool_impl=reshape argmax:--pool_impl=argmax fused:--bn_impl=fused; do
+    name=${v%%:*}; flag=${v#*:}
+    echo "prof_$name 1 -- --flagfile=experiments/cifar10/fast.flags --profile_epochs=3:4 $flag" > /tmp/p_$name.txt
+    XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
+      bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
+    H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | head -1)
+    python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=50 --top=45 --hlo=$H \
+      > $OUT/profile_$name.md
+    head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
+    rm -rf $OUT/runs/prof_$name
+  done
+  bash kernels/h100_cifar_speed_ab.sh <<'VARIANTS'
+base20 20 -- --flagfile=experiments/cifar10/fast.flags
 argmax20 20 -- --flagfile=experiments/cifar10/fast.flags --pool_impl=argmax
+fused20 20 -- --flagfile=experiments/cifar10/fast.flags --bn_impl=fused
 hiverge20 20 -- --flagfile=experiments/cifar10/hiverge.flags
-hiverge_argmax20 20 -- --flagfile=experiments/cifar10/hiverge.flags --pool_impl=argmax
+VARIANTS
+elif [ "$part" = wall ]; then
+  bash kernels/h100_cifar_speed_ab.sh <<'VARIANTS'
 notriton1 1 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false -- --flagfile=experiments/cifar10/fast.flags
 cold1 1 -- --flagfile=experiments/cifar10/fast.flags --export_model
 cache_fill 1 -- --flagfile=experiments/cifar10/fast.flags --compilation_cache_dir=/tmp/jaxcache
 cache_warm 1 -- --flagfile=experiments/cifar10/fast.flags --compilation_cache_dir=/tmp/jaxcache
 VARIANTS
-python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$OUT/runs/cold1 --data_dir=.data/cifar10-jpeg.tar.gz \
-  --cache_dir=/tmp/cache --output_dir=$OUT/runs/infer 2>&1 | grep -v '^[IW]1' | tail -15
-rm -rf $OUT/runs/cold1/model $OUT/runs/infer/exported
-cd $OUT/runs && for d in */; do tar czf ${d%/}.tgz $d && rm -rf $d; done
+  python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$OUT/runs/cold1 \
+    --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$OUT/runs/infer 2>&1 \
+    | grep -v '^[IW]1' | tail -15
+  rm -rf $OUT/runs/cold1/model $OUT/runs/infer/exported
+fi
+cd $OUT/runs && for d in */; do [ -d "$d" ] && tar czf ${d%/}.tgz $d && rm -rf $d; done

@@ -98,14 +98,14 @@ SHARDED_SCRIPT = textwrap.dedent('''
     data = learnable_data(n_train=256, n_test=128)
     out = {{}}
     for n in (1, 8):
-      for opt in ('sgd', 'muon'):
-        recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=0.5, **TINY)  # two steps
+      for opt, bn in (('sgd', 'flax'), ('muon', 'flax'), ('sgd', 'fused')):
+        recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=0.5, bn_impl=bn, **TINY)  # two steps
         wl = Cifar10Workload(recipe, parallel.make_mesh(n), data_loader=lambda: data)
         wl.load_data(); wl.compile()
         state, _ = wl.train_epoch(wl.init(0), 0)
         leaves = jax.tree_util.tree_leaves(state.params)
         assert len(leaves[0].sharding.device_set) == n
-        out[f'{{opt}}{{n}}'] = dict(
+        out[f'{{opt}}{{"_fused" if bn == "fused" else ""}}{{n}}'] = dict(
             params=[np.asarray(x).ravel().tolist() for x in leaves],
             stats=[np.asarray(x).ravel().tolist() for x in jax.tree_util.tree_leaves(state.batch_stats)],
             acc=wl.evaluate(state, final=True)['top1Accuracy'])
@@ -124,8 +124,9 @@ def test_sharded_step_equals_single_device_on_8_fake_devices():
   # lifts near-zero singular directions of a gradient to unit scale, so rounding noise there grows to
   # ~1e-3 (seen: 7e-4 in the 3x3-pixel last block); SGD stays at rounding level. Per-device BatchNorm
   # statistics or a wrongly split batch would be off by far more.
-  for opt, atol in (('sgd', 2e-5), ('muon', 2e-3)):
-    one, eight = out[f'{opt}1'], out[f'{opt}8']
+  # 'sgd_fused': the hand-written BatchNorm backward, sharded, against autodiff's on one device.
+  for opt, atol in (('sgd', 2e-5), ('muon', 2e-3), ('sgd_fused', 2e-5)):
+    one, eight = out['sgd1' if opt == 'sgd_fused' else f'{opt}1'], out[f'{opt}8']
     for a, b in zip(one['params'] + one['stats'], eight['params'] + eight['stats']):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol)
     assert abs(one['acc'] - eight['acc']) <= 1.0

@@ -25,6 +25,8 @@ def _define_recipe_flags() -> None:
       'tta_level': 'Final evaluation: 0 none, 1 mirror, 2 mirror + translate.',
       'tta_fraction': ('Selective TTA: the fraction of test images, least confident first, that get '
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
+      'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "
+                  "forward and variables, two-pass hand-written backward; dawnjax/models/batchnorm.py)."),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',

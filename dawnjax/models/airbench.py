@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dawnjax.models.batchnorm import BatchNormAct
+
 
 def dirac_uniform_init(key, shape, dtype=jnp.float32):
   """PyTorch's default conv init, then identity filters for the first `in` outputs.
@@ -88,6 +90,9 @@ _argmax_pool.defvjp(_argmax_pool_fwd, _argmax_pool_bwd)
 
 
 ACTIVATIONS = ('gelu', 'silu')
+# 'flax': nn.BatchNorm then the activation, differentiated by autodiff; 'fused': BatchNormAct, the
+# same forward with a two-pass hand-written backward (dawnjax/models/batchnorm.py).
+BN_IMPLS = ('flax', 'fused')
 
 
 def activation_fn(name: str, gelu_approximate: bool = False):
@@ -106,6 +111,7 @@ class ConvGroup(nn.Module):
   gelu_approximate: bool
   pool_impl: str = 'reshape'
   activation: str = 'gelu'
+  bn_impl: str = 'flax'  # BN_IMPLS
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -115,11 +121,15 @@ class ConvGroup(nn.Module):
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-12, use_scale=False, dtype=self.dtype, name=name)
     act = activation_fn(self.activation, self.gelu_approximate)
+    if self.bn_impl == 'fused':
+      norm_act = lambda name: BatchNormAct(act, not train, self.bn_momentum, 1e-12, self.dtype, name=name)
+    else:
+      norm_act = lambda name: lambda v: act(norm(name)(v))
     x = conv('conv1')(x)
     x = max_pool(x, 2, self.pool_impl)
-    x = act(norm('norm1')(x))
+    x = norm_act('norm1')(x)
     x = conv('conv2')(x)
-    x = act(norm('norm2')(x))
+    x = norm_act('norm2')(x)
     return x
 
 
@@ -137,6 +147,7 @@ class AirbenchConfig:
   # The conv blocks' nonlinearity (ACTIVATIONS). The one after the whitening layer stays GELU,
   # as in hiverge cifar10-speedrun, whose blocks use SiLU.
   activation: str = 'gelu'
+  bn_impl: str = 'flax'  # BN_IMPLS
 
   @property
   def whiten_width(self) -> int:
@@ -158,7 +169,7 @@ class AirbenchNet(nn.Module):
     x = nn.gelu(x, approximate=cfg.gelu_approximate)
     for i, width in enumerate(cfg.widths):
       x = ConvGroup(width, cfg.bn_momentum, dtype, cfg.gelu_approximate, cfg.pool_impl, cfg.activation,
-                    name=f'block{i + 1}')(x, train)
+                    cfg.bn_impl, name=f'block{i + 1}')(x, train)
     x = max_pool(x, 3, cfg.pool_impl)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dense(cfg.num_classes, use_bias=False, dtype=dtype, kernel_init=torch_linear_init,

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from dawnjax import augment, flops, optim, parallel
 from dawnjax.data.arrays import ImageClassificationData
 from dawnjax.errors import ConfigError
-from dawnjax.models.airbench import ACTIVATIONS, AirbenchConfig, AirbenchNet, whitening_kernel
+from dawnjax.models.airbench import ACTIVATIONS, BN_IMPLS, AirbenchConfig, AirbenchNet, whitening_kernel
 from dawnjax.workloads.base import FlopCounts, Target, Workload
 
 # Official CIFAR-10: DAWNBench's 94% top-1. cifar10_jpeg (lossy JPEG copy): 90.5%, the mean the
@@ -84,6 +84,7 @@ class CifarRecipe:
   gelu_approximate: bool = False
   pool_impl: str = 'reshape'
   activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
+  bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
@@ -92,6 +93,8 @@ class CifarRecipe:
       raise ConfigError(f"--flip={self.flip!r}: expected 'alternating', 'random' or 'none'")
     if self.activation not in ACTIVATIONS:
       raise ConfigError(f'--activation={self.activation!r}: expected one of {", ".join(ACTIVATIONS)}')
+    if self.bn_impl not in BN_IMPLS:
+      raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
@@ -142,7 +145,7 @@ def build_model(recipe: CifarRecipe) -> AirbenchNet:
   return AirbenchNet(AirbenchConfig(
       widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
       dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate, pool_impl=recipe.pool_impl,
-      activation=recipe.activation))
+      activation=recipe.activation, bn_impl=recipe.bn_impl))
 
 
 def model_name(recipe: CifarRecipe) -> str:
