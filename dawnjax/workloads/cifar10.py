@@ -551,7 +551,10 @@ class Cifar10Workload(Workload):
                   'preprocessing': 'normalised on device (dawnjax.augment.normalize)'},
         'target': {'metric': self.target.metric, 'threshold': self.target.threshold},
         'protocol': (f'tta_level={self.recipe.tta_level}: the final evaluation\'s test-time augmentation, '
-                     'its views batched into one forward pass per request'),
+                     'its views batched into one forward pass per request'
+                     + (f'; every request gets the views (the timed evaluation\'s --tta_fraction='
+                        f'{self.recipe.tta_fraction} ranks confidence over the whole test set, which a '
+                        'single request cannot)' if self.recipe.tta_fraction < 1.0 else '')),
     }
     return inference_apply(self.recipe), variables, info
 
