@@ -62,6 +62,7 @@ def parse_args(argv=None):
   p.add_argument('--warmup_steps', type=int, default=5)
   p.add_argument('--optimizer', default='sgd', choices=('sgd', 'lars'))
   p.add_argument('--dtype', default='bfloat16')
+  p.add_argument('--bn_impl', default='flax', help="'flax' or 'fused' (BatchNorm + ReLU, hand-written backward)")
   p.add_argument('--num_classes', type=int, default=1000)
   p.add_argument('--num_devices', type=int, default=None, help='default: all visible')
   p.add_argument('--model_budget_s', type=float, default=150.0,
@@ -121,7 +122,7 @@ def bench_model(args) -> dict:
       continue
     recipe = wl.ImageNetRecipe(model=args.model, width=args.width, dtype=args.dtype,
                                stages=(f'0:{args.image_size}:{batch}',), epochs=1,
-                               optimizer=args.optimizer, warmup_epochs=0.0)
+                               optimizer=args.optimizer, warmup_epochs=0.0, bn_impl=args.bn_impl)
     stages = wl.plan_stages(wl.parse_stages(recipe.stages, 1, recipe.min_scale), 1, batch * 1000)
     model = wl.model_from_recipe(recipe, args.num_classes)
     tx = wl.make_optimizer(recipe, wl.learning_rate_fn(recipe, stages))

@@ -26,6 +26,8 @@ _HELP = {
     'ghost_batch_size': 'BatchNorm statistics over groups of this many images (MLPerf bn_span); '
                         '0 = over the global batch.',
     'space_to_depth': 'Stem on a 2x2 space-to-depth input (4x4 conv; for TPUs).',
+    'bn_impl': "BatchNorm: 'flax' (autodiff backward) or 'fused' (BatchNorm + ReLU with a hand-written "
+               'two-pass backward, same variables; dawnjax/models/batchnorm.py).',
     'num_classes': 'Classifier outputs (0: the number of class folders).',
     'epochs': 'Training epochs.',
     'stages': 'Progressive resizing: start_epoch:image_size:global_batch[:min_scale], ... '

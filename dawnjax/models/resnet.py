@@ -21,12 +21,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dawnjax.models.batchnorm import BatchNormAct
+
 ModuleDef = Any
 
 # He-normal over fan-out: what torchvision and the Goyal et al. recipe use for ResNet convs.
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 # Goyal et al.: the final classifier starts from N(0, 0.01^2).
 head_kernel_init = nn.initializers.normal(0.01)
+
+
+def _identity(v):
+  return v
 
 
 class BatchNorm(nn.Module):
@@ -45,6 +51,7 @@ class BatchNorm(nn.Module):
   dtype: Any = jnp.float32
   scale_init: Callable = nn.initializers.ones
   ghost_size: int | None = None
+  act: Callable = _identity  # applied after the normalisation (the blocks' ReLU)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -54,7 +61,7 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
     if self.use_running_average:
-      return _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, self.dtype)
+      return self.act(_normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, self.dtype))
 
     n = x.shape[0]
     k = self.ghost_size or n
@@ -73,7 +80,17 @@ class BatchNorm(nn.Module):
       flat = lambda v: jnp.mean(v.reshape(-1, c), axis=0)
       ra_mean.value = m * ra_mean.value + (1.0 - m) * flat(mean)
       ra_var.value = m * ra_var.value + (1.0 - m) * flat(var)
-    return y
+    return self.act(y)
+
+
+def fused_batch_norm(*, act: Callable = _identity, **kwargs) -> BatchNormAct:
+  """BatchNorm + `act` with the hand-written backward (dawnjax/models/batchnorm.py): the same
+  variables, ghost batches and folded normalisation as `BatchNorm`."""
+  return BatchNormAct(act=act, use_scale=True, folded=True, **kwargs)
+
+
+_NORMS = {'flax': BatchNorm, 'fused': fused_batch_norm}
+BN_IMPLS = tuple(_NORMS)
 
 
 def _normalize(x, mean, var, scale, bias, epsilon, dtype):
@@ -94,7 +111,7 @@ class BasicBlock(nn.Module):
   def __call__(self, x):
     last_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
     y = self.conv(self.filters, (3, 3), self.strides, name='conv1')(x)
-    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.norm(name='bn1', act=nn.relu)(y)
     y = self.conv(self.filters, (3, 3), name='conv2')(y)
     y = self.norm(scale_init=last_init, name='bn2')(y)
     if x.shape != y.shape:
@@ -115,9 +132,9 @@ class BottleneckBlock(nn.Module):
   def __call__(self, x):
     last_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
     y = self.conv(self.filters, (1, 1), name='conv1')(x)
-    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.norm(name='bn1', act=nn.relu)(y)
     y = self.conv(self.filters, (3, 3), self.strides, name='conv2')(y)
-    y = nn.relu(self.norm(name='bn2')(y))
+    y = self.norm(name='bn2', act=nn.relu)(y)
     y = self.conv(self.filters * 4, (1, 1), name='conv3')(y)
     y = self.norm(scale_init=last_init, name='bn3')(y)
     if x.shape != y.shape:
@@ -150,21 +167,21 @@ class ResNet(nn.Module):
   ghost_batch_size: int | None = None
   space_to_depth_stem: bool = False
   zero_init_residual: bool = True
+  bn_impl: str = 'flax'  # 'flax': BatchNorm then the activation, by autodiff; 'fused': FusedBatchNorm
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
                              kernel_init=conv_kernel_init)
-    norm = functools.partial(BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=self.bn_epsilon, dtype=self.dtype,
-                             ghost_size=self.ghost_batch_size)
+    norm = functools.partial(_NORMS[self.bn_impl], use_running_average=not train, momentum=self.bn_momentum,
+                             epsilon=self.bn_epsilon, dtype=self.dtype, ghost_size=self.ghost_batch_size)
     if self.space_to_depth_stem:
       # Output pixel o sees input rows 2o-4..2o+3: the 7x7 stem's window 2o-3..2o+3 and one more.
       x = space_to_depth(x, 2)
       x = conv(self.num_filters, (4, 4), (1, 1), padding=((2, 1), (2, 1)), name='stem_conv')(x)
     else:
       x = conv(self.num_filters, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='stem_conv')(x)
-    x = nn.relu(norm(name='stem_bn')(x))
+    x = norm(name='stem_bn', act=nn.relu)(x)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):

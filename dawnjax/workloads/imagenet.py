@@ -30,7 +30,7 @@ from dawnjax import augment, parallel
 from dawnjax.data.imagenet import pipeline as pipeline_lib
 from dawnjax.data.imagenet.transforms import Crop
 from dawnjax.errors import ConfigError
-from dawnjax.models.resnet import RESNETS, create_resnet
+from dawnjax.models.resnet import BN_IMPLS, RESNETS, create_resnet
 from dawnjax import flops as flops_lib
 from dawnjax.workloads.base import FlopCounts, Target, Workload
 
@@ -53,6 +53,7 @@ class ImageNetRecipe:
   ghost_batch_size: int = 0  # BatchNorm statistics over groups of this many images; 0 = global batch
   space_to_depth: bool = False
   zero_init_residual: bool = True
+  bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + ReLU with a hand-written backward
   num_classes: int = 0  # 0: from the data
   # Data: 'start_epoch:image_size:global_batch[:min_scale]', first stage at epoch 0.
   epochs: int = 90
@@ -102,6 +103,8 @@ class ImageNetRecipe:
     if self.schedule == 'step' and len(self.decay_factors) not in (1, len(self.decay_epochs)):
       raise ConfigError(f'--decay_factors has {len(self.decay_factors)} values for '
                         f'{len(self.decay_epochs)} --decay_epochs; give one or one each')
+    if self.bn_impl not in BN_IMPLS:
+      raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
     if self.ghost_batch_size < 0:
       raise ConfigError('--ghost_batch_size must be >= 0 (0 = BatchNorm over the global batch)')
     parse_stages(self.stages, self.epochs, self.min_scale)
@@ -243,7 +246,7 @@ def model_from_recipe(recipe: ImageNetRecipe, num_classes: int):
   return create_resnet(
       r.model, num_classes=num_classes, num_filters=r.width, dtype=jnp.dtype(r.dtype),
       bn_momentum=r.bn_momentum, bn_epsilon=r.bn_epsilon, ghost_batch_size=r.ghost_batch_size or None,
-      space_to_depth_stem=r.space_to_depth, zero_init_residual=r.zero_init_residual)
+      space_to_depth_stem=r.space_to_depth, zero_init_residual=r.zero_init_residual, bn_impl=r.bn_impl)
 
 
 def make_init_fn(model, tx: optax.GradientTransformation, recipe: ImageNetRecipe):

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# ImageNet measurements planned for the next GPU session (issue 4), from the repo root; under $OUT.
+#   bash kernels/h100_imagenet_next.sh model     # 1 GPU, ~4 min: ResNet-50 bf16 224 px synthetic,
+#                                                #   autodiff BatchNorm vs --bn_impl=fused, batch 384/512
+#   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling
+# Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
+# (MFU 22.4% at 6,258 img/s); two passes each way instead of autodiff's ~7 reductions per layer
+# could lift throughput 5-15%, towards the 7,000 img/s goal.
+set -u
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+case ${1:?usage: h100_imagenet_next.sh model|scaling} in
+  model)
+    for impl in flax fused; do
+      python3 kernels/imagenet_bench.py --parts=model --batch_sizes=384,512 --bn_impl=$impl \
+        --out_dir=$OUT/model_$impl 2>&1 | grep -v '^[IW]1' | tail -8
+    done ;;
+  scaling)
+    python3 kernels/imagenet_bench.py --parts=scaling --batch_sizes=384 --out_dir=$OUT/scaling 2>&1 \
+      | grep -v '^[IW]1' | tail -12 ;;
+esac
