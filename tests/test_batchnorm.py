@@ -29,7 +29,7 @@ class Fused(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return BatchNormAct(self.act, not self.train, 0.6, 1e-5, x.dtype, name='bn')(x)
+    return BatchNormAct(not self.train, self.act, 0.6, 1e-5, x.dtype, name='bn')(x)
 
 
 def _setup(dtype, shape=(4, 5, 5, 6)):

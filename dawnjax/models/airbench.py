@@ -122,7 +122,7 @@ class ConvGroup(nn.Module):
                                      epsilon=1e-12, use_scale=False, dtype=self.dtype, name=name)
     act = activation_fn(self.activation, self.gelu_approximate)
     if self.bn_impl == 'fused':
-      norm_act = lambda name: BatchNormAct(act, not train, self.bn_momentum, 1e-12, self.dtype, name=name)
+      norm_act = lambda name: BatchNormAct(not train, act, self.bn_momentum, 1e-12, self.dtype, name=name)
     else:
       norm_act = lambda name: lambda v: act(norm(name)(v))
     x = conv('conv1')(x)

@@ -75,21 +75,28 @@ def _bwd(act, epsilon, dtype, groups, folded, residuals, cotangents):
 batch_norm_act.defvjp(_fwd, _bwd)
 
 
+def _identity(v):
+  return v
+
+
 class BatchNormAct(nn.Module):
-  """`act(BatchNorm(x))` for NHWC inputs, with the fused backward above.
+  """`act(BatchNorm(x))` for NHWC inputs: fp32 statistics over the whole batch, or over ghost
+  batches of `ghost_size`; with the fused backward above, or differentiated by autodiff
+  (`hand_written_backward=False`: the same forward, plain jnp ops).
 
   use_scale=False is airbench's BatchNorm (nn.BatchNorm(use_scale=False), Flax's order of
-  operations); use_scale=True with folded=True and ghost_size is dawnjax's ResNet BatchNorm.
+  operations); use_scale=True with folded=True is dawnjax's ResNet BatchNorm (resnet.BatchNorm).
   """
-  act: Callable
   use_running_average: bool
-  momentum: float
-  epsilon: float
-  dtype: Any
+  act: Callable = _identity
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: Any = jnp.float32
   use_scale: bool = False
   scale_init: Callable = nn.initializers.ones
   ghost_size: int | None = None
   folded: bool = False
+  hand_written_backward: bool = True
 
   @nn.compact
   def __call__(self, x):
@@ -108,7 +115,11 @@ class BatchNormAct(nn.Module):
     k = self.ghost_size or n
     if n % k:
       raise ValueError(f'ghost BatchNorm: batch of {n} is not a multiple of ghost_batch_size={k}')
-    y, mean, var = batch_norm_act(x, scale, bias, self.act, self.epsilon, self.dtype, n // k, self.folded)
+    args = (x, scale, bias, self.act, self.epsilon, self.dtype, n // k, self.folded)
+    if self.hand_written_backward:
+      y, mean, var = batch_norm_act(*args)
+    else:
+      y, mean, var, _ = _forward(*args)
     if not self.is_initializing():
       m = self.momentum
       flat = lambda v: jnp.mean(jax.lax.stop_gradient(v).reshape(-1, c), axis=0)  # mean over groups

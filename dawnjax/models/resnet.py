@@ -31,11 +31,7 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 head_kernel_init = nn.initializers.normal(0.01)
 
 
-def _identity(v):
-  return v
-
-
-class BatchNorm(nn.Module):
+class BatchNorm(BatchNormAct):
   """BatchNorm with fp32 statistics; over the whole batch, or over ghost batches of `ghost_size`.
 
   Same variables as flax's nn.BatchNorm (params scale/bias, batch_stats mean/var), so checkpoints
@@ -43,60 +39,18 @@ class BatchNorm(nn.Module):
   global-batch statistics (XLA inserts the all-reduce). With `ghost_size` k the batch is viewed
   as (batch/k, k, ...) and each group is normalised by its own statistics; when every device's
   share of the batch is a multiple of k, groups never straddle devices and no communication is
-  needed. The running averages take the mean over groups.
+  needed. The running averages take the mean over groups. Statistics are one pass (E[x], E[x^2]),
+  so the cross-device reduction of global BN is a single all-reduce of both moments; the
+  normalisation is folded into one multiply-add per element. `act` (the blocks' ReLU) follows it.
+  Differentiated by autodiff; `bn_impl='fused'` switches on the hand-written backward.
   """
-  use_running_average: bool
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  dtype: Any = jnp.float32
-  scale_init: Callable = nn.initializers.ones
-  ghost_size: int | None = None
-  act: Callable = _identity  # applied after the normalisation (the blocks' ReLU)
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    scale = self.param('scale', self.scale_init, (c,), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
-    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
-    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
-    if self.use_running_average:
-      return self.act(_normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, self.dtype))
-
-    n = x.shape[0]
-    k = self.ghost_size or n
-    if n % k:
-      raise ValueError(f'ghost BatchNorm: batch of {n} is not a multiple of ghost_batch_size={k}')
-    # Statistics in fp32 whatever the activation dtype; one pass (E[x], E[x^2]) so that the
-    # cross-device reduction of global BN is a single all-reduce of both moments.
-    groups = x.reshape((n // k, k) + x.shape[1:]).astype(jnp.float32)
-    axes = tuple(range(1, groups.ndim - 1))
-    mean = jnp.mean(groups, axes, keepdims=True)
-    mean2 = jnp.mean(jnp.square(groups), axes, keepdims=True)
-    var = jnp.maximum(mean2 - jnp.square(mean), 0.0)
-    y = _normalize(groups, mean, var, scale, bias, self.epsilon, self.dtype).reshape(x.shape)
-    if not self.is_initializing():
-      m = self.momentum
-      flat = lambda v: jnp.mean(v.reshape(-1, c), axis=0)
-      ra_mean.value = m * ra_mean.value + (1.0 - m) * flat(mean)
-      ra_var.value = m * ra_var.value + (1.0 - m) * flat(var)
-    return self.act(y)
+  use_scale: bool = True
+  folded: bool = True
+  hand_written_backward: bool = False
 
 
-def fused_batch_norm(*, act: Callable = _identity, **kwargs) -> BatchNormAct:
-  """BatchNorm + `act` with the hand-written backward (dawnjax/models/batchnorm.py): the same
-  variables, ghost batches and folded normalisation as `BatchNorm`."""
-  return BatchNormAct(act=act, use_scale=True, folded=True, **kwargs)
-
-
-_NORMS = {'flax': BatchNorm, 'fused': fused_batch_norm}
+_NORMS = {'flax': BatchNorm, 'fused': functools.partial(BatchNorm, hand_written_backward=True)}
 BN_IMPLS = tuple(_NORMS)
-
-
-def _normalize(x, mean, var, scale, bias, epsilon, dtype):
-  # Folded into one multiply-add per element; XLA fuses it with the neighbouring ops.
-  mul = scale * jax.lax.rsqrt(var + epsilon)
-  return (x.astype(jnp.float32) * mul + (bias - mean * mul)).astype(dtype)
 
 
 class BasicBlock(nn.Module):

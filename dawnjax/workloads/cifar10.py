@@ -559,6 +559,7 @@ class Cifar10Workload(Workload):
     return inference_apply(self.recipe), variables, info
 
   def describe(self) -> dict[str, Any]:
+    selected = self.selective_tta_images(self.recipe.tta_level)
     return {
         'recipe': dataclasses.asdict(self.recipe),
         'num_train': self.num_train,
@@ -567,6 +568,5 @@ class Cifar10Workload(Workload):
         'total_steps': self.total_steps,
         'per_epoch_eval': 'no test-time augmentation (untimed)',
         'final_eval': f'tta_level={self.recipe.tta_level} (timed)' + (
-            f' on the {self.selective_tta_images(self.recipe.tta_level)} least confident test images, '
-            'one plain pass on the rest' if self.selective_tta_images(self.recipe.tta_level) else ''),
+            f' on the {selected} least confident test images, one plain pass on the rest' if selected else ''),
     }
