@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The CIFAR-10 measurements planned for the next GPU session (the 2026-11-23 third session lost its
-# device after one call). Two calls of ~5-6 minutes on one H100, each under the 600 s call limit:
-#   bash kernels/h100_cifar_next.sh profile_ab   # 1 + 2
+# device after one call). Calls of ~5-6 minutes on one H100, each under the 600 s call limit:
+#   bash kernels/h100_cifar_next.sh ab           # 2 (the 20-seed A/B first: the numbers that decide)
+#   bash kernels/h100_cifar_next.sh profile      # 1
 #   bash kernels/h100_cifar_next.sh wall         # 3 + 4
+#   (profile_ab = profile then ab, for a call without the time pressure)
 # Run from the repo root (a `git archive` snapshot with .data/cifar10-jpeg.tar.gz); output under $OUT.
 #  1. Per-kernel profiles with the optimised HLO (each kernel named by its JAX op): fast.flags vs
 #     --pool_impl=argmax vs --bn_impl=fused, to attribute the 19.5% reductions and 17.7% elementwise.
 #  2. 20-seed A/B, one process each, same call: fast.flags, + argmax pool, + fused BatchNorm,
-#     hiverge.flags. Predictions: argmax -6..-9% (the pool backward's compare, select and pad
+#     + both, hiverge.flags. Predictions: argmax -6..-9% (the pool backward's compare, select and pad
 #     passes, ~0.9 ms of 6.6 ms per step, become one pass); fused BN 0..-10% (7 -> 4 reductions
 #     per layer, no saved pre-activation; depends on how XLA already fused them); hiverge -6%
 #     (376k instead of 400k examples) if its accuracy holds at >= 90.5%.
@@ -17,8 +19,8 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh profile_ab|wall}
-if [ "$part" = profile_ab ]; then
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall}
+if [ "$part" = profile ] || [ "$part" = profile_ab ]; then
   for v in base:--pool_impl=reshape argmax:--pool_impl=argmax fused:--bn_impl=fused; do
     name=${v%%:*}; flag=${v#*:}
     echo "prof_$name 1 -- --flagfile=experiments/cifar10/fast.flags --profile_epochs=3:4 $flag" > /tmp/p_$name.txt
@@ -30,10 +32,13 @@ if [ "$part" = profile_ab ]; then
     head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
     rm -rf $OUT/runs/prof_$name
   done
+fi
+if [ "$part" = ab ] || [ "$part" = profile_ab ]; then
   bash kernels/h100_cifar_speed_ab.sh <<'VARIANTS'
 base20 20 -- --flagfile=experiments/cifar10/fast.flags
 argmax20 20 -- --flagfile=experiments/cifar10/fast.flags --pool_impl=argmax
 fused20 20 -- --flagfile=experiments/cifar10/fast.flags --bn_impl=fused
+both20 20 -- --flagfile=experiments/cifar10/fast.flags --pool_impl=argmax --bn_impl=fused
 hiverge20 20 -- --flagfile=experiments/cifar10/hiverge.flags
 VARIANTS
 elif [ "$part" = wall ]; then
