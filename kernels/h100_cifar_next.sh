@@ -6,6 +6,7 @@
 #   bash kernels/h100_cifar_next.sh wall         # 3 + 4
 #   (profile_ab = profile then ab, for a call without the time pressure)
 #   RECIPE="--flagfile=... [flags]" bash kernels/h100_cifar_next.sh round2   # 5 + 1 + 3 + 4 on RECIPE
+#   RECIPE="..." bash kernels/h100_cifar_next.sh round3   # 7.0 and 7.15 epochs over 20 seeds, then 3 + 4
 # 'ab' was measured on 2026-11-23 (fourth session, experiments/results/cifar10_jpeg/
 # h100_2026-11-23_bn_pool_hiverge): argmax -3.5%, fused BN -0.2%, both -4.8%, hiverge -4.9%.
 # Run from the repo root (a `git archive` snapshot with .data/cifar10-jpeg.tar.gz); output under $OUT.
@@ -25,13 +26,23 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/fast.flags}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
 r2_e73_20 20 -- $RECIPE --epochs=7.3
 VARIANTS
+fi
+if [ "$part" = round3 ]; then
+  # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+r3_e70_20 20 -- $RECIPE --epochs=7.0
+r3_e715_20 20 -- $RECIPE --epochs=7.15
+VARIANTS
+  part=wall
+fi
+if [ "$part" = round2 ]; then
   name=r2; echo "prof_$name 1 -- $RECIPE --profile_epochs=3:4" > /tmp/p_$name.txt
   XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
     bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
@@ -64,7 +75,7 @@ both20 20 -- --flagfile=experiments/cifar10/fast.flags --pool_impl=argmax --bn_i
 hiverge20 20 -- --flagfile=experiments/cifar10/hiverge.flags
 VARIANTS
 elif [ "$part" = wall ]; then
-  bash kernels/h100_cifar_speed_ab.sh <<'VARIANTS'
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 notriton1 1 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false -- $RECIPE
 cold1 1 -- $RECIPE --export_model
 cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
