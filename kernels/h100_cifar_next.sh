@@ -6,6 +6,7 @@
 #   bash kernels/h100_cifar_next.sh wall         # 3 + 4
 #   (profile_ab = profile then ab, for a call without the time pressure)
 #   RECIPE="--flagfile=... [flags]" bash kernels/h100_cifar_next.sh round2   # 5 + 1 + 3 + 4 on RECIPE
+#   bash kernels/h100_cifar_next.sh prune   # RECIPE=fast.flags with/without --prune_frozen_grads, wall
 #   RECIPE="..." bash kernels/h100_cifar_next.sh round3   # 7.0 and 7.15 epochs over 20 seeds, then 3 + 4
 # 'ab' was measured on 2026-11-23 (fourth session, experiments/results/cifar10_jpeg/
 # h100_2026-11-23_bn_pool_hiverge): argmax -3.5%, fused BN -0.2%, both -4.8%, hiverge -4.9%.
@@ -26,12 +27,24 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3}
-RECIPE=${RECIPE:---flagfile=experiments/cifar10/fast.flags}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune}
+RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
 r2_e73_20 20 -- $RECIPE --epochs=7.3
+VARIANTS
+fi
+if [ "$part" = prune ]; then
+  # --prune_frozen_grads (default on): the new fast.flags with and without it, then the wall rows.
+  # Prediction: -4..-7% (block1's input gradient, the whitening kernel's filter gradient and the
+  # 0.19 ms bias reduction per step go; the profile had them at ~0.4 of 6.4 ms).
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+prune20 20 -- $RECIPE
+noprune20 20 -- $RECIPE --noprune_frozen_grads
+cold1 1 -- $RECIPE
+cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+cache_warm 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
@@ -56,7 +69,7 @@ fi
 if [ "$part" = profile ] || [ "$part" = profile_ab ]; then
   for v in base:--pool_impl=reshape argmax:--pool_impl=argmax fused:--bn_impl=fused; do
     name=${v%%:*}; flag=${v#*:}
-    echo "prof_$name 1 -- --flagfile=experiments/cifar10/fast.flags --profile_epochs=3:4 $flag" > /tmp/p_$name.txt
+    echo "prof_$name 1 -- --flagfile=experiments/cifar10/airbench94_muon_fast.flags --profile_epochs=3:4 $flag" > /tmp/p_$name.txt
     XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
       bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
     H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | head -1)
@@ -68,10 +81,10 @@ if [ "$part" = profile ] || [ "$part" = profile_ab ]; then
 fi
 if [ "$part" = ab ] || [ "$part" = profile_ab ]; then
   bash kernels/h100_cifar_speed_ab.sh <<'VARIANTS'
-base20 20 -- --flagfile=experiments/cifar10/fast.flags
-argmax20 20 -- --flagfile=experiments/cifar10/fast.flags --pool_impl=argmax
-fused20 20 -- --flagfile=experiments/cifar10/fast.flags --bn_impl=fused
-both20 20 -- --flagfile=experiments/cifar10/fast.flags --pool_impl=argmax --bn_impl=fused
+base20 20 -- --flagfile=experiments/cifar10/airbench94_muon_fast.flags
+argmax20 20 -- --flagfile=experiments/cifar10/airbench94_muon_fast.flags --pool_impl=argmax
+fused20 20 -- --flagfile=experiments/cifar10/airbench94_muon_fast.flags --bn_impl=fused
+both20 20 -- --flagfile=experiments/cifar10/airbench94_muon_fast.flags --pool_impl=argmax --bn_impl=fused
 hiverge20 20 -- --flagfile=experiments/cifar10/hiverge.flags
 VARIANTS
 elif [ "$part" = wall ]; then

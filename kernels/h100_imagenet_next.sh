@@ -11,9 +11,9 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 case ${1:?usage: h100_imagenet_next.sh model|scaling} in
   model)
-    for impl in flax fused; do
-      python3 kernels/imagenet_bench.py --parts=model --batch_sizes=384,512 --bn_impl=$impl \
-        --out_dir=$OUT/model_$impl 2>&1 | grep -v '^[IW]1' | tail -8
+    for impl in ${IMPLS:-flax fused}; do  # IMPLS="fused flax" to check the order does not matter
+      python3 kernels/imagenet_bench.py --parts=model --batch_sizes=${BATCH_SIZES:-384,512} --bn_impl=$impl \
+        --out_dir=$OUT/model_${impl}_${BATCH_SIZES:-384,512} 2>&1 | grep -v '^[IW]1' | tail -8
     done ;;
   scaling)
     python3 kernels/imagenet_bench.py --parts=scaling --batch_sizes=384 --out_dir=$OUT/scaling 2>&1 \

@@ -207,6 +207,47 @@ def test_warm_up_runs_every_program_once_off_the_clock_and_changes_no_result():
   assert runs[True][2][4:] == runs[False][2]
 
 
+
+def conv_count(fn, *args) -> int:
+  import jax
+  return str(jax.make_jaxpr(fn)(*args)).count('conv_general_dilated')
+
+
+def test_epochs_after_the_whitening_bias_freezes_drop_its_gradient_and_change_nothing_else():
+  import jax
+  data = learnable_data(n_train=128, n_test=64)
+  runs = {}
+  for prune in (False, True):
+    # 2 steps per epoch, the bias trains during epoch 0 only (no lookahead: its EMA resets would
+    # move the frozen bias too, the same way in both programs).
+    recipe = CifarRecipe(batch_size=64, epochs=3, whiten_bias_epochs=1, prune_frozen_grads=prune,
+                         lookahead=False, **TINY)
+    wl = Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: data)
+    wl.load_data()
+    flops = wl.compile()
+    assert [wl.whiten_trainable(e) for e in range(3)] == [True, not prune, not prune]
+    assert sorted(wl._epoch_c) == ([False, True] if prune else [True])
+    state, biases, losses = wl.init(0), [], []
+    for epoch in range(3):
+      state, loss = wl.train_epoch(state, epoch)
+      biases.append(np.asarray(state.params['whiten']['bias']))
+      losses.append(float(loss['train_loss']))
+    runs[prune] = (state, biases, losses, flops)
+  (off, bias_off, loss_off, flops_off), (on, bias_on, loss_on, flops_on) = runs[False], runs[True]
+  assert not np.array_equal(bias_on[0], np.zeros_like(bias_on[0]))  # it trained in epoch 0 ...
+  for b in bias_on[1:] + bias_off[1:]:
+    np.testing.assert_array_equal(b, bias_on[0])  # ... and is frozen after, both ways
+  np.testing.assert_allclose(loss_on, loss_off, rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(on.params), jax.tree_util.tree_leaves(off.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # 7 forward convolutions, 6 filter gradients (the fixed whitening kernel gets none), 6 input
+  # gradients; the pruned step lacks block1's input gradient. The reported FLOPs follow the work.
+  x, y = np.zeros((64, 32, 32, 3), np.float32), np.zeros((64,), np.int32)
+  counts = [conv_count(lambda s, a, b, v=v: wl._train_step(s, a, b, whiten_trainable=v), on, x, y)
+            for v in (True, False)]
+  assert counts == [19, 18], counts
+  assert flops_on.train_per_example < flops_off.train_per_example
+
 # ---------------------------------------------------------------- hiverge cifar10-speedrun knobs
 HIVERGE_FLAGS = os.path.join(REPO, 'experiments', 'cifar10', 'hiverge.flags')
 

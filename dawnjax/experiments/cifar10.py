@@ -31,6 +31,10 @@ def _define_recipe_flags() -> None:
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',
       'whiten': 'Data-whitening first layer (fixed, from patch covariance).',
+      'whiten_bias_epochs': 'Epochs during which the whitening layer\'s bias trains; frozen after.',
+      'prune_frozen_grads': ('Epochs wholly after --whiten_bias_epochs run a second compiled program that '
+                             'does not differentiate the frozen whitening layer (no block1 input gradient, '
+                             'no bias reduction), as hiverge turns off requires_grad; off: one program.'),
       'dtype': "Compute dtype ('bfloat16' or 'float32'); BatchNorm statistics stay fp32.",
       'logit_scale': "Logit multiplier (default: the optimizer recipe's own).",
       'activation': ("Nonlinearity of the conv blocks: 'gelu' (airbench; --gelu_approximate for the tanh "
@@ -67,7 +71,7 @@ def _define_recipe_flags() -> None:
 _define_recipe_flags()
 flags.DEFINE_integer('train_subset', None, 'Use only the first N training images (tests, debugging).')
 flags.DEFINE_integer('test_subset', None, 'Use only the first N test images (tests, debugging).')
-flags.DEFINE_bool('warm_up', True, 'Execute init, one epoch and the evaluations once on a throwaway seed '
+flags.DEFINE_bool('warm_up', True, 'Execute init, the first epoch of each epoch program and the evaluations once on a throwaway seed '
                   'before seed 0, counted as compile seconds (first-execution costs: module load, '
                   'cuDNN plans; ~0.25 s on an H100), as the published speedruns exclude their warm-up run.')
 

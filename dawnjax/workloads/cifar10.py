@@ -38,6 +38,11 @@ class CifarRecipe:
   epochs: float = 9.9
   label_smoothing: float = 0.2
   whiten_bias_epochs: float = 3.0
+  # Epochs wholly after whiten_bias_epochs run a second compiled program that does not
+  # differentiate the frozen whitening layer, so block1's first input gradient (the largest
+  # convolution backward) and the bias reduction are never computed (hiverge turns off
+  # requires_grad). False: one program for every epoch, whose whitening bias updates are zeroed.
+  prune_frozen_grads: bool = True
   # SGD (airbench94 units: lr and weight decay per 1024 examples, decoupled from momentum).
   lr: float = 11.5
   momentum: float = 0.85
@@ -287,6 +292,10 @@ class Cifar10Workload(Workload):
   def num_epochs(self) -> int:
     return math.ceil(self.total_steps / self.steps_per_epoch)
 
+  @property
+  def whiten_bias_steps(self) -> int:
+    return math.ceil(self.recipe.whiten_bias_epochs * self.steps_per_epoch)
+
   def steps_in_epoch(self, epoch: int) -> int:
     return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
 
@@ -309,7 +318,7 @@ class Cifar10Workload(Workload):
   def _optimizer(self) -> optax.GradientTransformation:
     r = self.recipe
     total = self.total_steps
-    whiten_steps = math.ceil(r.whiten_bias_epochs * self.steps_per_epoch)
+    whiten_steps = self.whiten_bias_steps
     if r.optimizer == 'sgd':
       # airbench94: divide by the Nesterov gain so lr/wd are per-example step sizes.
       kilostep_scale = 1024 * (1 + 1 / (1 - r.momentum))
@@ -379,8 +388,21 @@ class Cifar10Workload(Workload):
       loss = optax.softmax_cross_entropy(logits, labels).sum()
       return loss, (new_vars['batch_stats'], loss)
 
-    def train_step(st: TrainState, x, y) -> TrainState:
-      grads, (batch_stats, loss) = jax.grad(loss_fn, has_aux=True)(st.params, st.batch_stats, x, y)
+    def grads_fn(params, batch_stats, x, y, whiten_trainable):
+      if not r.whiten:
+        return jax.grad(loss_fn, has_aux=True)(params, batch_stats, x, y)
+      # What never trains is a constant to autodiff, so its gradients are not in the program: the
+      # whitening kernel's filter gradient always, and once the bias is frozen also block1's input
+      # gradient (the largest convolution backward) and the bias reduction.
+      const = {k: v for k, v in params['whiten'].items() if k == 'kernel' or not whiten_trainable}
+      var = {**params, 'whiten': {k: v for k, v in params['whiten'].items() if k not in const}}
+      grads, aux = jax.grad(lambda p, *a: loss_fn({**p, 'whiten': {**p['whiten'], **const}}, *a),
+                            has_aux=True)(var, batch_stats, x, y)
+      zeros = jax.tree_util.tree_map(jnp.zeros_like, const)
+      return {**grads, 'whiten': {**grads['whiten'], **zeros}}, aux
+
+    def train_step(st: TrainState, x, y, whiten_trainable: bool = True) -> TrainState:
+      grads, (batch_stats, loss) = grads_fn(st.params, st.batch_stats, x, y, whiten_trainable)
       updates, opt_state = tx.update(grads, st.opt_state, st.params)
       params = optax.apply_updates(st.params, updates)
       step = st.step + 1
@@ -415,7 +437,7 @@ class Cifar10Workload(Workload):
         x = augment.cutout(x, corners, r.cutout)
       return jax.lax.with_sharding_constraint(x, split), labels[idx]
 
-    def epoch_fn(st: TrainState, images, labels, epoch):
+    def epoch_fn(st: TrainState, images, labels, epoch, whiten_trainable):
       ekey = jax.random.fold_in(st.key, epoch + 1)
       perm = jax.random.permutation(jax.random.fold_in(ekey, 0), n_train)
       if r.flip == 'alternating':
@@ -429,7 +451,7 @@ class Cifar10Workload(Workload):
         st, loss_sum = carry
         idx = jax.lax.with_sharding_constraint(jax.lax.dynamic_slice(perm, (i * bs,), (bs,)), split)
         x, y = augmented_batch(images, labels, idx, flips, jax.random.fold_in(ekey, i + 2))
-        st, loss = train_step(st, x, y)
+        st, loss = train_step(st, x, y, whiten_trainable)
         return st, loss_sum + loss
 
       st, loss_sum = jax.lax.fori_loop(0, n_steps, body, (st, jnp.zeros([], jnp.float32)))
@@ -471,7 +493,7 @@ class Cifar10Workload(Workload):
       return count(logits.at[idx].set(tta[:selected]))
 
     self._init_fn = jax.jit(init_fn, out_shardings=rep)
-    self._epoch_fn = jax.jit(epoch_fn, out_shardings=rep, donate_argnums=0)
+    self._epoch_fn = jax.jit(epoch_fn, out_shardings=rep, donate_argnums=0, static_argnames='whiten_trainable')
     self._train_step, self._logits_fn, self._augmented_batch = train_step, logits_fn, augmented_batch
     self._eval_fns = {level: jax.jit(functools.partial(eval_fn, tta_level=level), out_shardings=rep)
                       for level in {0, r.tta_level}}
@@ -483,7 +505,9 @@ class Cifar10Workload(Workload):
     rep = parallel.replicated(self.mesh)
     state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
     epoch = jax.ShapeDtypeStruct((), jnp.int32)
-    self._epoch_c = self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch).compile()
+    self._epoch_c = {v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch,
+                                             whiten_trainable=v).compile()
+                     for v in sorted(set(map(self.whiten_trainable, range(self.num_epochs))), reverse=True)}
     self._eval_c = {level: fn.lower(state.params, state.batch_stats, self.test_images,
                                     self.test_labels).compile()
                     for level, fn in self._eval_fns.items()}
@@ -504,23 +528,37 @@ class Cifar10Workload(Workload):
       eval_per_example = per_image(level)
     else:  # a plain pass over every image, the views over the selected (padded to whole batches)
       eval_per_example = per_image(0) + per_image(level) * (-(-selected // ebs) * ebs) / self.num_test
-    return FlopCounts(train_per_example=flops.count_flops(self._train_step, state, x, y) / bs,
-                      eval_per_example=eval_per_example)
+    # Model FLOPs as executed: epochs that prune the frozen layer's gradients do less work.
+    per_variant = {v: flops.count_flops(functools.partial(self._train_step, whiten_trainable=v), state, x, y) / bs
+                   for v in self._epoch_c}
+    steps = {v: sum(self.steps_in_epoch(e) for e in range(self.num_epochs) if self.whiten_trainable(e) == v)
+             for v in per_variant}
+    train = sum(per_variant[v] * steps[v] for v in per_variant) / max(sum(steps.values()), 1)
+    return FlopCounts(train_per_example=train, eval_per_example=eval_per_example)
 
   # ---------------------------------------------------------------- run
   def warm_up(self) -> None:
     if not self._warm_up:
       return
-    # A seed no run uses; the state is discarded. One epoch + both evaluations touch every program.
-    state, _ = self.train_epoch(self.init(2**31 - 1), 0)
+    # A seed no run uses; the state is discarded. The first epoch of each epoch program + both
+    # evaluations touch every program.
+    state = self.init(2**31 - 1)
+    for epoch in sorted({self.whiten_trainable(e): e for e in reversed(range(self.num_epochs))}.values()):
+      state, _ = self.train_epoch(state, epoch)
     for final in (False, True):
       self.evaluate(state, final=final)
 
   def init(self, seed: int) -> TrainState:
     return self._init_c(np.uint32(seed), self.train_images)
 
+  def whiten_trainable(self, epoch: int) -> bool:
+    """Whether `epoch` runs the program that differentiates the whitening layer."""
+    r = self.recipe
+    return not (r.whiten and r.prune_frozen_grads) or epoch * self.steps_per_epoch < self.whiten_bias_steps
+
   def train_epoch(self, state: TrainState, epoch: int):
-    return self._epoch_c(state, self.train_images, self.train_labels, np.int32(epoch))
+    program = self._epoch_c[self.whiten_trainable(epoch)]
+    return program(state, self.train_images, self.train_labels, np.int32(epoch))
 
   def evaluate(self, state: TrainState, *, final: bool) -> dict[str, float]:
     level = self.recipe.tta_level if final else 0
