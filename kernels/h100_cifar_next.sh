@@ -8,6 +8,7 @@
 #   RECIPE="--flagfile=... [flags]" bash kernels/h100_cifar_next.sh round2   # 5 + 1 + 3 + 4 on RECIPE
 #   bash kernels/h100_cifar_next.sh prune   # RECIPE=fast.flags with/without --prune_frozen_grads, wall
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh final   # 7.15 epochs, profile
+#   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh next    # planned, ~5 min
 #   RECIPE="..." bash kernels/h100_cifar_next.sh round3   # 7.0 and 7.15 epochs over 20 seeds, then 3 + 4
 # 'ab' was measured on 2026-11-23 (fourth session, experiments/results/cifar10_jpeg/
 # h100_2026-11-23_bn_pool_hiverge): argmax -3.5%, fused BN -0.2%, both -4.8%, hiverge -4.9%.
@@ -28,7 +29,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
@@ -46,6 +47,18 @@ noprune20 20 -- $RECIPE --noprune_frozen_grads
 cold1 1 -- $RECIPE
 cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
 cache_warm 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+VARIANTS
+fi
+if [ "$part" = next ]; then
+  # Planned for the next session (not run yet). Predictions: Triton GEMM off -3..-4 s compile and
+  # timed within noise (the Newton-Schulz GEMMs are 4% of kernel time); --eval_batch_size=1536 lets
+  # the eval programs reuse the training forward convolutions' autotuning (-2..-4 s compile) for
+  # ~+0.4% timed (7.5% padding in the evaluation); 7.0 epochs -2.4% timed at ~90.50%.
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+base20 20 -- $RECIPE
+notriton20 20 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false -- $RECIPE
+ebs1536_20 20 -- $RECIPE --eval_batch_size=1536
+e70_20 20 -- $RECIPE --epochs=7.0
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
