@@ -53,7 +53,8 @@ if [ "$part" = next ]; then
   # Planned for the next session (not run yet). Predictions: Triton GEMM off -3..-4 s compile and
   # timed within noise (the Newton-Schulz GEMMs are 4% of kernel time); --eval_batch_size=1536 lets
   # the eval programs reuse the training forward convolutions' autotuning (-2..-4 s compile) for
-  # ~+0.4% timed (7.5% padding in the evaluation); 7.0 epochs -2.4% timed at ~90.50%.
+  # ~+0.4% timed (7.5% padding in the evaluation); 7.0 epochs -2.4% timed at ~90.50%. base20 itself
+  # measures step-granular pruning: predicted 1.026 -> ~1.012 s (-1.4%).
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 base20 20 -- $RECIPE
 notriton20 20 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false -- $RECIPE

@@ -32,9 +32,9 @@ def _define_recipe_flags() -> None:
       'widths': 'Channel widths of the three conv groups.',
       'whiten': 'Data-whitening first layer (fixed, from patch covariance).',
       'whiten_bias_epochs': 'Epochs during which the whitening layer\'s bias trains; frozen after.',
-      'prune_frozen_grads': ('Epochs wholly after --whiten_bias_epochs run a second compiled program that '
-                             'does not differentiate the frozen whitening layer (no block1 input gradient, '
-                             'no bias reduction), as hiverge turns off requires_grad; off: one program.'),
+      'prune_frozen_grads': ('Steps after --whiten_bias_epochs run a second compiled program that does not '
+                             'differentiate the frozen whitening layer (no block1 input gradient, no bias '
+                             'reduction), as hiverge turns off requires_grad; off: one program.'),
       'dtype': "Compute dtype ('bfloat16' or 'float32'); BatchNorm statistics stay fp32.",
       'logit_scale': "Logit multiplier (default: the optimizer recipe's own).",
       'activation': ("Nonlinearity of the conv blocks: 'gelu' (airbench; --gelu_approximate for the tanh "

@@ -38,10 +38,11 @@ class CifarRecipe:
   epochs: float = 9.9
   label_smoothing: float = 0.2
   whiten_bias_epochs: float = 3.0
-  # Epochs wholly after whiten_bias_epochs run a second compiled program that does not
-  # differentiate the frozen whitening layer, so block1's first input gradient (the largest
-  # convolution backward) and the bias reduction are never computed (hiverge turns off
-  # requires_grad). False: one program for every epoch, whose whitening bias updates are zeroed.
+  # Steps after whiten_bias_epochs run a second compiled program that does not differentiate the
+  # frozen whitening layer, so block1's first input gradient (the largest convolution backward)
+  # and the bias reduction are never computed (hiverge turns off requires_grad). The epoch in
+  # which the bias freezes runs as two dispatches. False: one program for every step, whose
+  # whitening bias updates are zeroed.
   prune_frozen_grads: bool = True
   # SGD (airbench94 units: lr and weight decay per 1024 examples, decoupled from momentum).
   lr: float = 11.5
@@ -437,7 +438,8 @@ class Cifar10Workload(Workload):
         x = augment.cutout(x, corners, r.cutout)
       return jax.lax.with_sharding_constraint(x, split), labels[idx]
 
-    def epoch_fn(st: TrainState, images, labels, epoch, whiten_trainable):
+    def epoch_fn(st: TrainState, images, labels, epoch, steps, whiten_trainable):
+      """Steps [steps[0], steps[1]) of `epoch`; the loss is summed over the epoch's steps."""
       ekey = jax.random.fold_in(st.key, epoch + 1)
       perm = jax.random.permutation(jax.random.fold_in(ekey, 0), n_train)
       if r.flip == 'alternating':
@@ -454,7 +456,8 @@ class Cifar10Workload(Workload):
         st, loss = train_step(st, x, y, whiten_trainable)
         return st, loss_sum + loss
 
-      st, loss_sum = jax.lax.fori_loop(0, n_steps, body, (st, jnp.zeros([], jnp.float32)))
+      st, loss_sum = jax.lax.fori_loop(steps[0], jnp.minimum(steps[1], n_steps), body,
+                                       (st, jnp.zeros([], jnp.float32)))
       return st, {'train_loss': loss_sum / jnp.maximum(n_steps * bs, 1)}
 
     def logits_fn(params, batch_stats, x, tta_level):
@@ -504,10 +507,11 @@ class Cifar10Workload(Workload):
     state = jax.eval_shape(self._init_fn, seed, self.train_images)
     rep = parallel.replicated(self.mesh)
     state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
-    epoch = jax.ShapeDtypeStruct((), jnp.int32)
-    self._epoch_c = {v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch,
+    epoch, steps = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.int32)
+    programs = {v for e in range(self.num_epochs) for v, _, _ in self.epoch_segments(e)}
+    self._epoch_c = {v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch, steps,
                                              whiten_trainable=v).compile()
-                     for v in sorted(set(map(self.whiten_trainable, range(self.num_epochs))), reverse=True)}
+                     for v in sorted(programs, reverse=True)}
     self._eval_c = {level: fn.lower(state.params, state.batch_stats, self.test_images,
                                     self.test_labels).compile()
                     for level, fn in self._eval_fns.items()}
@@ -531,7 +535,7 @@ class Cifar10Workload(Workload):
     # Model FLOPs as executed: epochs that prune the frozen layer's gradients do less work.
     per_variant = {v: flops.count_flops(functools.partial(self._train_step, whiten_trainable=v), state, x, y) / bs
                    for v in self._epoch_c}
-    steps = {v: sum(self.steps_in_epoch(e) for e in range(self.num_epochs) if self.whiten_trainable(e) == v)
+    steps = {v: sum(hi - lo for e in range(self.num_epochs) for w, lo, hi in self.epoch_segments(e) if w == v)
              for v in per_variant}
     train = sum(per_variant[v] * steps[v] for v in per_variant) / max(sum(steps.values()), 1)
     return FlopCounts(train_per_example=train, eval_per_example=eval_per_example)
@@ -540,25 +544,37 @@ class Cifar10Workload(Workload):
   def warm_up(self) -> None:
     if not self._warm_up:
       return
-    # A seed no run uses; the state is discarded. The first epoch of each epoch program + both
-    # evaluations touch every program.
-    state = self.init(2**31 - 1)
-    for epoch in sorted({self.whiten_trainable(e): e for e in reversed(range(self.num_epochs))}.values()):
-      state, _ = self.train_epoch(state, epoch)
+    # A seed no run uses; the state is discarded. The first epoch that runs each epoch program +
+    # both evaluations touch every program.
+    state, pending = self.init(2**31 - 1), set(self._epoch_c)
+    for epoch in range(self.num_epochs):
+      programs = {v for v, _, _ in self.epoch_segments(epoch)}
+      if programs & pending:
+        state, _ = self.train_epoch(state, epoch)
+        pending -= programs
     for final in (False, True):
       self.evaluate(state, final=final)
 
   def init(self, seed: int) -> TrainState:
     return self._init_c(np.uint32(seed), self.train_images)
 
-  def whiten_trainable(self, epoch: int) -> bool:
-    """Whether `epoch` runs the program that differentiates the whitening layer."""
-    r = self.recipe
-    return not (r.whiten and r.prune_frozen_grads) or epoch * self.steps_per_epoch < self.whiten_bias_steps
+  def epoch_segments(self, epoch: int) -> tuple[tuple[bool, int, int], ...]:
+    """The (whiten_trainable, first step, end step) pieces that run `epoch`, in order: with
+    --prune_frozen_grads the program that differentiates the whitening bias runs only its steps."""
+    r, n = self.recipe, self.steps_in_epoch(epoch)
+    if not (r.whiten and r.prune_frozen_grads):
+      return ((True, 0, n),)
+    split = min(max(self.whiten_bias_steps - epoch * self.steps_per_epoch, 0), n)
+    return tuple(seg for seg in ((True, 0, split), (False, split, n)) if seg[2] > seg[1])
 
   def train_epoch(self, state: TrainState, epoch: int):
-    program = self._epoch_c[self.whiten_trainable(epoch)]
-    return program(state, self.train_images, self.train_labels, np.int32(epoch))
+    # Consecutive dispatches, no host sync in between; the pieces' losses add up to the epoch's mean.
+    scalars = None
+    for trainable, lo, hi in self.epoch_segments(epoch):
+      state, piece = self._epoch_c[trainable](state, self.train_images, self.train_labels, np.int32(epoch),
+                                              np.array([lo, hi], np.int32))
+      scalars = piece if scalars is None else jax.tree_util.tree_map(jnp.add, scalars, piece)
+    return state, scalars
 
   def evaluate(self, state: TrainState, *, final: bool) -> dict[str, float]:
     level = self.recipe.tta_level if final else 0
