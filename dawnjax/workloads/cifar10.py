@@ -532,7 +532,7 @@ class Cifar10Workload(Workload):
       eval_per_example = per_image(level)
     else:  # a plain pass over every image, the views over the selected (padded to whole batches)
       eval_per_example = per_image(0) + per_image(level) * (-(-selected // ebs) * ebs) / self.num_test
-    # Model FLOPs as executed: epochs that prune the frozen layer's gradients do less work.
+    # Model FLOPs as executed: steps that prune the frozen layer's gradients do less work.
     per_variant = {v: flops.count_flops(functools.partial(self._train_step, whiten_trainable=v), state, x, y) / bs
                    for v in self._epoch_c}
     steps = {v: sum(hi - lo for e in range(self.num_epochs) for w, lo, hi in self.epoch_segments(e) if w == v)
