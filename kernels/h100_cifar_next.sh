@@ -78,14 +78,14 @@ final_e715_20 20 -- $RECIPE --epochs=7.15
 VARIANTS
 fi
 if [ "$part" = round2 ] || [ "$part" = final ]; then
-  # --profile_epochs=3:4 is 2 epochs: 50 steps of airbench's 2000, 64 of hiverge's 1536 (PER=64;
-  # calls 2 and 6 of 2026-11-23 ran with 50, so their per-step figures are 1.28x too large).
+  # --profile_epochs=3:4 is 2 epochs: 50 steps of airbench's 2000, 64 of hiverge's 1536. Calls 2
+  # and 6 of 2026-11-23 ran with --per=50, so their per-step figures are 1.28x too large; now auto.
   name=$part; echo "prof_$name 1 -- $RECIPE --profile_epochs=3:4" > /tmp/p_$name.txt
   XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
     bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
   # The last compiled epoch program: with --prune_frozen_grads the one the profiled epochs run.
   H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | tail -1)
-  python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-50} --top=45 --hlo=$H \
+  python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
     > $OUT/profile_$name.md
   head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
   rm -rf $OUT/runs/prof_$name
@@ -98,7 +98,7 @@ if [ "$part" = profile ] || [ "$part" = profile_ab ]; then
     XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
       bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
     H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | head -1)
-    python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-50} --top=45 --hlo=$H \
+    python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
       > $OUT/profile_$name.md
     head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
     rm -rf $OUT/runs/prof_$name

@@ -4,10 +4,11 @@ Reads the `perfetto_trace.json.gz` that `--profile_epochs` / `--profile_steps` w
 TensorBoard profile (dawnjax passes `create_perfetto_trace=True`), so no TensorBoard or TensorFlow
 is needed to read a profile on a headless device machine.
 
-  python kernels/trace_summary.py RUN_DIR/tensorboard/profile [--top=25] [--per=STEPS]
+  python kernels/trace_summary.py RUN_DIR/tensorboard/profile [--top=25] [--per=STEPS|auto]
 
 `--per` divides every figure by a count (e.g. the number of training steps traced) to print
-milliseconds per step.
+milliseconds per step; `--per=auto` takes the call count that most kernel time has (a kernel that
+runs once per step is called once per traced step), so a recipe's batch size cannot skew it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('top', 25, 'How many kernels to list by total time.')
-flags.DEFINE_float('per', 1.0, 'Divide times by this (e.g. traced steps) for per-step figures.')
+flags.DEFINE_string('per', '1', "Divide times by this (e.g. traced steps) for per-step figures; 'auto': "
+                    'the call count that most kernel time has.')
 flags.DEFINE_string('hlo', None, 'Optimised HLO text (XLA_FLAGS=--xla_dump_to=DIR --xla_dump_hlo_as_text: '
                     '*after_optimizations.txt) to name the JAX operation behind each XLA kernel.')
 
@@ -84,6 +86,18 @@ def hlo_origins(hlo_text: str) -> dict[str, str]:
   return origins
 
 
+def infer_steps(kernels: list[dict]) -> int:
+  """The call count that carries the most kernel time: the traced steps when a step's kernels run
+  once per step (the usual case; kernels inside an inner loop run a multiple of it)."""
+  calls, time = collections.Counter(e['name'] for e in kernels), collections.Counter()
+  for e in kernels:
+    time[e['name']] += e['dur']
+  by_count = collections.Counter()
+  for name, n in calls.items():
+    by_count[n] += time[name]
+  return by_count.most_common(1)[0][0] if by_count else 1
+
+
 def summarise(kernels: list[dict], top: int, per: float, origins: dict[str, str] | None = None) -> str:
   if not kernels:
     return 'no device kernels in the trace (CPU-only run?)'
@@ -116,7 +130,16 @@ def main(argv):
   if FLAGS.hlo:
     with open(FLAGS.hlo) as f:
       origins = hlo_origins(f.read())
-  print(summarise(device_kernels(load_events(argv[1])), FLAGS.top, FLAGS.per, origins))
+  kernels = device_kernels(load_events(argv[1]))
+  if FLAGS.per == 'auto':
+    per = float(infer_steps(kernels))
+    print(f'--per=auto: {per:g} (the call count that most kernel time has)')
+  else:
+    try:
+      per = float(FLAGS.per)
+    except ValueError:
+      raise app.UsageError(f"--per={FLAGS.per!r}: expected a number or 'auto'") from None
+  print(summarise(kernels, FLAGS.top, per, origins))
 
 
 if __name__ == '__main__':

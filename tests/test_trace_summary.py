@@ -50,3 +50,12 @@ def test_hlo_metadata_names_the_jax_op_behind_a_kernel(tmp_path):
   assert origins == {'input_reduce_fusion_3': 'while/body/block1/norm1/reduce_sum'}
   kernels = trace_summary.device_kernels(trace_summary.load_events(_trace(tmp_path)))
   assert '| 0.100 | 33.3% | while/body/block1/norm1/reduce_sum |' in trace_summary.summarise(kernels, 5, 1.0, origins)
+
+
+def test_per_auto_finds_the_traced_steps_from_the_kernels_call_counts():
+  def k(name, ts, dur):
+    return {'name': name, 'ts': ts, 'dur': dur}
+  # 3 steps: two once-per-step kernels; one kernel runs 4x per step but takes less time in all.
+  kernels = [k('conv', 100 * s, 30) for s in range(3)] + [k('reduce', 100 * s + 40, 20) for s in range(3)]
+  kernels += [k('ns_gemm', 100 * s + 60 + 5 * j, 2) for s in range(3) for j in range(4)]
+  assert trace_summary.infer_steps(kernels) == 3
