@@ -11,6 +11,11 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv,noh
 # Decode the JPEGs once, outside every measured process (the cold-wall rows still pay the
 # memory-mapped cache load and upload, as a user's second run would).
 python3 -c "from dawnjax.data.cifar10 import load_cifar10; load_cifar10('.data/cifar10-jpeg.tar.gz', cache_dir='/tmp/cache')"
+# The published figures to beat, as rows of the same table (kernels/cifar10_speedrun_anchors.tsv).
+grep -v '^#' kernels/cifar10_speedrun_anchors.tsv | tail -n +2 | while IFS=$'\t' read -r n runs acc std timed comp; do
+  printf 'published: %s: seeds %d acc %s±%s timed %s compile %s (same H100 and data)\n' \
+    "$n" "$runs" "$acc" "$std" "$timed" "$comp"
+done | tee -a $OUT/table.txt
 while read -r name seeds rest; do
   [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
   envs=" ${rest%% -- *}"; flagsv=" ${rest#* -- }"  # split on the first " -- " only
