@@ -11,9 +11,10 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 case ${1:?usage: h100_imagenet_next.sh model|scaling} in
   model)
+    EXTRA=${EXTRA:-}  # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (predicted +1..3%)
     for impl in ${IMPLS:-flax fused}; do  # IMPLS="fused flax" to check the order does not matter
-      python3 kernels/imagenet_bench.py --parts=model --batch_sizes=${BATCH_SIZES:-384,512} --bn_impl=$impl \
-        --out_dir=$OUT/model_${impl}_${BATCH_SIZES:-384,512} 2>&1 | grep -v '^[IW]1' | tail -8
+      python3 kernels/imagenet_bench.py --parts=model --batch_sizes=${BATCH_SIZES:-384,512} --bn_impl=$impl $EXTRA \
+        --out_dir=$OUT/model_${impl}_${BATCH_SIZES:-384,512}${EXTRA:+_s2d} 2>&1 | grep -v '^[IW]1' | tail -8
     done ;;
   scaling)
     python3 kernels/imagenet_bench.py --parts=scaling --batch_sizes=384 --out_dir=$OUT/scaling 2>&1 \

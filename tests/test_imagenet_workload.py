@@ -168,17 +168,17 @@ def test_eight_fake_devices_match_one_device(tmp_path):
   assert one['metrics'] == eight['metrics'] == one['again'] == eight['again']
 
 
-def test_benchmark_script_runs_every_part(tmp_path):
+def test_benchmark_script_runs_every_part(tmp_path):  # the model part with the space-to-depth stem
   out = tmp_path / 'bench'
   cmd = [sys.executable, os.path.join(REPO, 'kernels', 'imagenet_bench.py'), f'--out_dir={out}',
          '--model=resnet10', '--width=4', '--image_size=32', '--batch_sizes=8', '--steps=2',
          '--warmup_steps=1', '--dtype=float32', '--num_jpegs=8', '--pipeline_images=32',
-         '--pipeline_batch=8', '--crop_sizes=32', '--num_workers=1', '--jpeg_tree=']
+         '--pipeline_batch=8', '--crop_sizes=32', '--num_workers=1', '--jpeg_tree=', '--space_to_depth']
   proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads((out / 'imagenet_bench.json').read_text())
   run = report['model']['runs'][0]
-  assert 'error' not in run and run['images_per_s_per_device'] > 0
+  assert 'error' not in run and run['images_per_s_per_device'] > 0 and report['model']['space_to_depth']
   assert report['pipeline']['train_crop_per_core']['32'] > 0 and report['pipeline']['loader']['images_per_s'] > 0
   assert {r['recipe'] for r in report['projection']['rows']} >= {'mlperf_lars_resnet50', 'fastai_dawnbench_resnet50'}
   assert 'PROJECTED' in proc.stdout
