@@ -54,12 +54,14 @@ if [ "$part" = next ]; then
   # timed within noise (the Newton-Schulz GEMMs are 4% of kernel time); --eval_batch_size=1536 lets
   # the eval programs reuse the training forward convolutions' autotuning (-2..-4 s compile) for
   # ~+0.4% timed (7.5% padding in the evaluation); 7.0 epochs -2.4% timed at ~90.50%. base20 itself
-  # measures step-granular pruning: predicted 1.026 -> ~1.012 s (-1.4%).
+  # measures step-granular pruning: predicted 1.026 -> ~1.012 s (-1.4%). cold1: with
+  # --noeval_every_epoch the plain eval program is no longer compiled: cold wall 41.9 -> ~38 s.
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 base20 20 -- $RECIPE
 notriton20 20 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false -- $RECIPE
 ebs1536_20 20 -- $RECIPE --eval_batch_size=1536
 e70_20 20 -- $RECIPE --epochs=7.0
+cold1 1 -- $RECIPE
 VARIANTS
 fi
 if [ "$part" = round3 ]; then

@@ -208,6 +208,16 @@ def test_warm_up_runs_every_program_once_off_the_clock_and_changes_no_result():
 
 
 
+def test_without_per_epoch_evaluations_the_plain_eval_program_is_not_compiled():
+  data = learnable_data(n_train=128, n_test=64)
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1, tta_level=1, **TINY), parallel.make_mesh(1),
+                       data_loader=lambda: data, warm_up=True)
+  result = loop.run(wl, loop.LoopConfig(seeds=1, eval_every_epoch=False))
+  assert sorted(wl._eval_c) == [1]  # only the final (TTA) program; warm-up ran just what exists
+  assert result.seeds[0].final_metrics['top1Accuracy'] > 0
+  with pytest.raises(ConfigError, match='per-epoch evaluation was not compiled'):
+    wl.evaluate(wl.init(0), final=False)
+
 def conv_count(fn, *args) -> int:
   import jax
   return str(jax.make_jaxpr(fn)(*args)).count('conv_general_dilated')

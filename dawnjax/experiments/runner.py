@@ -134,7 +134,7 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
   out = reporting.check_output_dir(FLAGS.output_dir)
   profile_epochs, profile_steps = profile_flags()
   checkpointer = make_checkpointer(workload, out)
-  load_s, compile_s, flops = loop.prepare(workload)
+  load_s, compile_s, flops = loop.prepare(workload, epoch_evals=FLAGS.eval_every_epoch)
   device = parallel.device_description(mesh)
   print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: data {load_s:.1f} s, '
         f'compile {compile_s:.1f} s; {workload.num_epochs} epochs; target {workload.target.metric} >= '

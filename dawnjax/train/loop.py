@@ -93,13 +93,14 @@ class Stopwatch:
     return out, elapsed
 
 
-def prepare(workload: Workload) -> tuple[float, float, FlopCounts]:
-  """Loads data, compiles and warms up; returns (data_load_seconds, compile_seconds, flops)."""
+def prepare(workload: Workload, *, epoch_evals: bool = True) -> tuple[float, float, FlopCounts]:
+  """Loads data, compiles and warms up; returns (data_load_seconds, compile_seconds, flops).
+  `epoch_evals=False` (no per-epoch evaluation) lets the workload skip compiling that program."""
   start = time.perf_counter()
   workload.load_data()
   load_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  flops = workload.compile()
+  flops = workload.compile(epoch_evals=epoch_evals)
   workload.warm_up()  # first-execution costs belong with compilation, not with seed 0's clock
   return load_seconds, time.perf_counter() - start, flops
 
@@ -204,7 +205,7 @@ def checkpoint_lib():
 def run(workload: Workload, config: LoopConfig, listeners: tuple[Listener, ...] = (),
         checkpointer: Checkpointer | None = None) -> RunResult:
   """Prepares once, then trains `config.seeds` independent seeds with the same executables."""
-  load_seconds, compile_seconds, flops = prepare(workload)
+  load_seconds, compile_seconds, flops = prepare(workload, epoch_evals=config.eval_every_epoch)
   results = [train_seed(workload, config.base_seed + i, config, listeners, checkpointer=checkpointer)
              for i in range(config.seeds)]
   return RunResult(results, load_seconds, compile_seconds, flops)

@@ -45,8 +45,10 @@ class Workload(abc.ABC):
     """Reads/prepares the dataset and places what belongs on device there (timed as data load)."""
 
   @abc.abstractmethod
-  def compile(self) -> FlopCounts:
-    """Ahead-of-time compiles every program the timed region runs (timed as compile)."""
+  def compile(self, *, epoch_evals: bool = True) -> FlopCounts:
+    """Ahead-of-time compiles every program the run executes (timed as compile). `epoch_evals`:
+    whether the untimed per-epoch `evaluate(final=False)` will run; when it will not, a workload
+    whose per-epoch evaluation is a program of its own may skip compiling it."""
 
   @abc.abstractmethod
   def init(self, seed: int) -> Any:

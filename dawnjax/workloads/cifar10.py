@@ -501,7 +501,7 @@ class Cifar10Workload(Workload):
     self._eval_fns = {level: jax.jit(functools.partial(eval_fn, tta_level=level), out_shardings=rep)
                       for level in {0, r.tta_level}}
 
-  def compile(self) -> FlopCounts:
+  def compile(self, *, epoch_evals: bool = True) -> FlopCounts:
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
     self._init_c = self._init_fn.lower(seed, self.train_images).compile()
     state = jax.eval_shape(self._init_fn, seed, self.train_images)
@@ -512,9 +512,11 @@ class Cifar10Workload(Workload):
     self._epoch_c = {v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch, steps,
                                              whiten_trainable=v).compile()
                      for v in sorted(programs, reverse=True)}
-    self._eval_c = {level: fn.lower(state.params, state.batch_stats, self.test_images,
-                                    self.test_labels).compile()
-                    for level, fn in self._eval_fns.items()}
+    # The plain (level 0) program serves only the per-epoch evaluations unless the final one is plain.
+    levels = {self.recipe.tta_level} | ({0} if epoch_evals else set())
+    self._eval_c = {level: self._eval_fns[level].lower(state.params, state.batch_stats, self.test_images,
+                                                       self.test_labels).compile()
+                    for level in sorted(levels)}
     return self._flop_counts(state)
 
   def _flop_counts(self, state) -> FlopCounts:
@@ -545,7 +547,7 @@ class Cifar10Workload(Workload):
     if not self._warm_up:
       return
     # A seed no run uses; the state is discarded. The first epoch that runs each epoch program +
-    # both evaluations touch every program.
+    # the compiled evaluations touch every program.
     state, pending = self.init(2**31 - 1), set(self._epoch_c)
     for epoch in range(self.num_epochs):
       programs = {v for v, _, _ in self.epoch_segments(epoch)}
@@ -553,7 +555,8 @@ class Cifar10Workload(Workload):
         state, _ = self.train_epoch(state, epoch)
         pending -= programs
     for final in (False, True):
-      self.evaluate(state, final=final)
+      if (self.recipe.tta_level if final else 0) in self._eval_c:
+        self.evaluate(state, final=final)
 
   def init(self, seed: int) -> TrainState:
     return self._init_c(np.uint32(seed), self.train_images)
@@ -578,6 +581,9 @@ class Cifar10Workload(Workload):
 
   def evaluate(self, state: TrainState, *, final: bool) -> dict[str, float]:
     level = self.recipe.tta_level if final else 0
+    if level not in self._eval_c:
+      raise ConfigError('the per-epoch evaluation was not compiled: compile(epoch_evals=False) '
+                        '(--noeval_every_epoch) promised it would not run')
     correct = self._eval_c[level](state.params, state.batch_stats, self.test_images, self.test_labels)
     return {'top1Accuracy': 100.0 * float(correct) / self.num_test}
 

@@ -238,7 +238,8 @@ class SquadWorkload(Workload):
       spec['max_context_mask'] = jax.ShapeDtypeStruct((batch_size, seq), jnp.bool_)
     return spec
 
-  def compile(self) -> FlopCounts:
+  def compile(self, *, epoch_evals: bool = True) -> FlopCounts:
+    del epoch_evals  # one evaluation program serves the per-epoch and the final evaluation
     if not self._loaded:
       raise ConfigError('SquadWorkload.compile() needs load_data() first.')
     cfg = self.config
