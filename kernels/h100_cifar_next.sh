@@ -31,6 +31,20 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
 part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
+# profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
+# $OUT/profile_NAME.md names each kernel by its JAX op.
+profile() {
+  local name=$1; shift
+  echo "prof_$name 1 -- $* --profile_epochs=3:4" > /tmp/p_$name.txt
+  XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
+    bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
+  # The last compiled epoch program: with --prune_frozen_grads the one the profiled epochs run.
+  local H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | tail -1)
+  python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
+    > $OUT/profile_$name.md
+  head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
+  rm -rf $OUT/runs/prof_$name
+}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
@@ -82,28 +96,12 @@ fi
 if [ "$part" = round2 ] || [ "$part" = final ]; then
   # --profile_epochs=3:4 is 2 epochs: 50 steps of airbench's 2000, 64 of hiverge's 1536. Calls 2
   # and 6 of 2026-11-23 ran with --per=50, so their per-step figures are 1.28x too large; now auto.
-  name=$part; echo "prof_$name 1 -- $RECIPE --profile_epochs=3:4" > /tmp/p_$name.txt
-  XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
-    bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
-  # The last compiled epoch program: with --prune_frozen_grads the one the profiled epochs run.
-  H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | tail -1)
-  python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
-    > $OUT/profile_$name.md
-  head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
-  rm -rf $OUT/runs/prof_$name
+  profile $part $RECIPE
   [ "$part" = round2 ] && part=wall
 fi
 if [ "$part" = profile ] || [ "$part" = profile_ab ]; then
   for v in base:--pool_impl=reshape argmax:--pool_impl=argmax fused:--bn_impl=fused; do
-    name=${v%%:*}; flag=${v#*:}
-    echo "prof_$name 1 -- --flagfile=experiments/cifar10/airbench94_muon_fast.flags --profile_epochs=3:4 $flag" > /tmp/p_$name.txt
-    XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
-      bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
-    H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | head -1)
-    python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
-      > $OUT/profile_$name.md
-    head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
-    rm -rf $OUT/runs/prof_$name
+    profile ${v%%:*} --flagfile=experiments/cifar10/airbench94_muon_fast.flags ${v#*:}
   done
 fi
 if [ "$part" = ab ] || [ "$part" = profile_ab ]; then
