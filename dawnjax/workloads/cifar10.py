@@ -555,7 +555,7 @@ class Cifar10Workload(Workload):
         state, _ = self.train_epoch(state, epoch)
         pending -= programs
     for final in (False, True):
-      if (self.recipe.tta_level if final else 0) in self._eval_c:
+      if self._eval_level(final) in self._eval_c:
         self.evaluate(state, final=final)
 
   def init(self, seed: int) -> TrainState:
@@ -579,8 +579,11 @@ class Cifar10Workload(Workload):
       scalars = piece if scalars is None else jax.tree_util.tree_map(jnp.add, scalars, piece)
     return state, scalars
 
+  def _eval_level(self, final: bool) -> int:
+    return self.recipe.tta_level if final else 0
+
   def evaluate(self, state: TrainState, *, final: bool) -> dict[str, float]:
-    level = self.recipe.tta_level if final else 0
+    level = self._eval_level(final)
     if level not in self._eval_c:
       raise ConfigError('the per-epoch evaluation was not compiled: compile(epoch_evals=False) '
                         '(--noeval_every_epoch) promised it would not run')
