@@ -70,12 +70,14 @@ if [ "$part" = next ]; then
   # ~+0.4% timed (7.5% padding in the evaluation); 7.0 epochs -2.4% timed at ~90.50%. base20 itself
   # measures step-granular pruning: predicted 1.026 -> ~1.012 s (-1.4%). cold1: with
   # --noeval_every_epoch the plain eval program is no longer compiled: cold wall 41.9 -> ~38 s.
+  # cache_warm: the wall breakdown (start-up, data, program loading, warm-up) of the 10.6 s.
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 base20 20 -- $RECIPE
 notriton20 20 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false -- $RECIPE
 ebs1536_20 20 -- $RECIPE --eval_batch_size=1536
 e70_20 20 -- $RECIPE --epochs=7.0
-cold1 1 -- $RECIPE
+cold1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+cache_warm 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
 VARIANTS
 fi
 if [ "$part" = round3 ]; then

@@ -148,6 +148,11 @@ def test_training_exports_first_seed_and_prices_it(trained_run):
   cost = summary['cost']
   assert cost['cost_per_hour_usd'] == 2.0 and 'flag --cost_per_hour' in cost['price_source']
   assert cost['time_to_target_cost_usd'] == pytest.approx(summary['time_to_target_seconds'] * 2.0 / 3600)
+  # The wall breakdown accounts for the whole process: a real start-up, parts that add up to it.
+  parts = summary['wall_breakdown_seconds']
+  assert parts['startup'] > 0.1 and parts['warm_up'] > 0 and parts['seeds_and_reporting'] > 0
+  assert parts['compile_programs'] + parts['warm_up'] == pytest.approx(summary['compile_seconds'])
+  assert parts['startup'] + parts['data_load'] + summary['compile_seconds'] < summary['wall_seconds']
   from tensorboard.backend.event_processing import event_accumulator as ea
   events = ea.EventAccumulator(str(root / 'run' / 'tensorboard' / 'seed_0'))
   events.Reload()

@@ -131,13 +131,15 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
 
   Raises TargetNotReached (after writing everything) when the mean misses the target.
   """
+  startup_s = time.time() - start_time
   out = reporting.check_output_dir(FLAGS.output_dir)
   profile_epochs, profile_steps = profile_flags()
   checkpointer = make_checkpointer(workload, out)
-  load_s, compile_s, flops = loop.prepare(workload, epoch_evals=FLAGS.eval_every_epoch)
+  prep = loop.prepare(workload, epoch_evals=FLAGS.eval_every_epoch)
+  load_s, compile_s, flops = prep.data_load_seconds, prep.compile_seconds, prep.flops
   device = parallel.device_description(mesh)
-  print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: data {load_s:.1f} s, '
-        f'compile {compile_s:.1f} s; {workload.num_epochs} epochs; target {workload.target.metric} >= '
+  print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: start-up {startup_s:.1f} s, '
+        f'data {load_s:.1f} s, compile {compile_s:.1f} s (warm-up {prep.warm_up_seconds:.1f}); {workload.num_epochs} epochs; target {workload.target.metric} >= '
         f'{workload.target.threshold:g}', flush=True)
   window = profile_window(workload, profile_epochs, profile_steps)
   notes = FLAGS.notes + (' [profiler on: timings perturbed]' if window else '')
@@ -145,7 +147,8 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
       output_dir=out, device=device, flags=common.flag_values(), data_load_seconds=load_s,
       compile_seconds=compile_s, flops=flops, wall_clock_start=start_time, author=FLAGS.author,
       author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=notes,
-      checkpointing=checkpointer.config.as_dict() if checkpointer else None)
+      checkpointing=checkpointer.config.as_dict() if checkpointer else None,
+      warm_up_seconds=prep.warm_up_seconds, startup_seconds=startup_s)
   reporter = reporting.RunReporter(workload, info, clock=time.time,
                                    print_fn=lambda s: print(s, flush=True), tensorboard=FLAGS.tensorboard)
   listeners: tuple[Any, ...] = (reporter,)

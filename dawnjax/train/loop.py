@@ -63,6 +63,16 @@ class SeedResult:
   final_state: Any = dataclasses.field(default=None, repr=False, compare=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class Preparation:
+  """What `prepare` measured. compile_seconds includes the warm-up execution (first-execution
+  costs: module loading, cuDNN/cuBLAS handles), which warm_up_seconds reports on its own too."""
+  data_load_seconds: float
+  compile_seconds: float
+  warm_up_seconds: float
+  flops: FlopCounts
+
+
 @dataclasses.dataclass
 class RunResult:
   seeds: list[SeedResult]
@@ -93,16 +103,17 @@ class Stopwatch:
     return out, elapsed
 
 
-def prepare(workload: Workload, *, epoch_evals: bool = True) -> tuple[float, float, FlopCounts]:
-  """Loads data, compiles and warms up; returns (data_load_seconds, compile_seconds, flops).
-  `epoch_evals=False` (no per-epoch evaluation) lets the workload skip compiling that program."""
+def prepare(workload: Workload, *, epoch_evals: bool = True) -> Preparation:
+  """Loads data, compiles and warms up. `epoch_evals=False` (no per-epoch evaluation) lets the
+  workload skip compiling that program."""
   start = time.perf_counter()
   workload.load_data()
-  load_seconds = time.perf_counter() - start
-  start = time.perf_counter()
+  loaded = time.perf_counter()
   flops = workload.compile(epoch_evals=epoch_evals)
+  compiled = time.perf_counter()
   workload.warm_up()  # first-execution costs belong with compilation, not with seed 0's clock
-  return load_seconds, time.perf_counter() - start, flops
+  done = time.perf_counter()
+  return Preparation(loaded - start, done - loaded, done - compiled, flops)
 
 
 def train_seed(workload: Workload, seed: int, config: LoopConfig,
@@ -205,7 +216,7 @@ def checkpoint_lib():
 def run(workload: Workload, config: LoopConfig, listeners: tuple[Listener, ...] = (),
         checkpointer: Checkpointer | None = None) -> RunResult:
   """Prepares once, then trains `config.seeds` independent seeds with the same executables."""
-  load_seconds, compile_seconds, flops = prepare(workload, epoch_evals=config.eval_every_epoch)
+  prep = prepare(workload, epoch_evals=config.eval_every_epoch)
   results = [train_seed(workload, config.base_seed + i, config, listeners, checkpointer=checkpointer)
              for i in range(config.seeds)]
-  return RunResult(results, load_seconds, compile_seconds, flops)
+  return RunResult(results, prep.data_load_seconds, prep.compile_seconds, prep.flops)

@@ -72,6 +72,8 @@ class RunInfo:
   cost_per_hour: float | None = None
   notes: str = ''
   checkpointing: dict[str, Any] | None = None  # checkpoint.CheckpointConfig.as_dict(); None = off
+  warm_up_seconds: float = 0.0  # the part of compile_seconds that executed each program once
+  startup_seconds: float | None = None  # process start -> the run began (imports, flags, backend)
 
 
 class RunReporter:
@@ -187,6 +189,7 @@ class RunReporter:
               'time_to_target_cost_usd': cost_lib.cost_usd(ttt, price.usd_per_hour) if ttt is not None else None,
               'timed_training_cost_usd': cost_lib.cost_usd(mean_timed, price.usd_per_hour),
               'rule': 'USD = seconds / 3600 x USD per hour of all devices used (DAWNBench: time to target)'}
+    wall = self.clock() - self.info.wall_clock_start
     return {
         'partial': partial,
         'task': wl.task,
@@ -209,8 +212,9 @@ class RunReporter:
         'data_load_seconds': self.info.data_load_seconds,
         'compile_seconds': self.info.compile_seconds,
         'untimed_eval_seconds_per_seed': float(np.mean([r.untimed_eval_seconds for r in self.results])),
-        'wall_seconds': self.clock() - self.info.wall_clock_start,
+        'wall_seconds': wall,
         'wall_rule': 'process start to this summary, everything included',
+        'wall_breakdown_seconds': self.wall_breakdown(wall),
         'breakdown_seconds_mean': {
             'init': float(np.mean([r.init_seconds for r in self.results])),
             'train': train_seconds,
@@ -238,6 +242,15 @@ class RunReporter:
                                  for e in r.epochs]}
                      for r in self.results],
     }
+
+  def wall_breakdown(self, wall: float) -> dict[str, float | None]:
+    """Where the wall seconds went; 'seeds_and_reporting' is the remainder (training, evaluations,
+    checkpoints, writing results)."""
+    info = self.info
+    parts = {'startup': info.startup_seconds, 'data_load': info.data_load_seconds,
+             'compile_programs': info.compile_seconds - info.warm_up_seconds, 'warm_up': info.warm_up_seconds}
+    parts['seeds_and_reporting'] = wall - sum(v for v in parts.values() if v is not None)
+    return parts
 
   def checkpointing_summary(self) -> dict[str, Any]:
     """Cost of checkpointing from this run, and the checkpoint-off run when there is one."""
