@@ -382,3 +382,30 @@ def test_tta_weightings_average_the_same_six_views_differently():
   np.testing.assert_array_equal(views_a[1], x[:, :, ::-1, :])  # the mirror of the untranslated image
   with pytest.raises(ConfigError, match='--tta_weighting'):
     Cifar10Workload(CifarRecipe(tta_weighting='mean', **TINY), parallel.make_mesh(1), data_loader=None)
+
+
+ALL_RECIPES_SCRIPT = textwrap.dedent('''
+    import dataclasses, glob, json, os, sys
+    from absl import flags
+    from dawnjax.experiments import cifar10
+    out = {}
+    for path in sorted(glob.glob(os.path.join(sys.argv[1], '*.flags'))):
+      flags.FLAGS.unparse_flags()
+      flags.FLAGS([sys.argv[0], '--flagfile=' + path])
+      out[os.path.basename(path)] = dict(dataclasses.asdict(cifar10.recipe_from_flags()),
+                                         xla_flags=flags.FLAGS.xla_flags)
+    print('RECIPES' + json.dumps(out))
+''')
+
+
+def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  proc = subprocess.run([sys.executable, '-c', ALL_RECIPES_SCRIPT, os.path.join(REPO, 'experiments', 'cifar10')],
+                        env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  recipes = json.loads(proc.stdout.split('RECIPES', 1)[1])
+  assert {'fast.flags', 'hiverge.flags', 'airbench94_muon_fast.flags'} <= set(recipes)
+  fast = recipes['fast.flags']
+  assert fast['epochs'] == 7.15 and fast['eval_batch_size'] == fast['batch_size'] == 1536
+  assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false'
+  assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files

@@ -1,8 +1,8 @@
-"""The shared runner's flag handling that does not need a device: --profile_steps -> epochs."""
+"""The shared runner's flag handling that does not need a device: --profile_steps -> epochs, XLA flags."""
 import pytest
 
 from dawnjax.errors import ConfigError
-from dawnjax.experiments import runner
+from dawnjax.experiments import common, runner
 
 
 class _Steps:
@@ -26,3 +26,12 @@ def test_profile_steps_past_the_run_and_bad_specs_are_clear_errors():
     runner.parse_profile_epochs('3-4', 'profile_steps')
   with pytest.raises(ConfigError, match='1 <= START <= END'):
     runner.parse_profile_epochs('5:2')
+
+
+def test_recipe_xla_flags_append_to_the_environment_and_reject_non_xla_words():
+  merged = common.merged_xla_flags('--xla_dump_to=/tmp/x', ' --xla_gpu_enable_triton_gemm=false ', 1)
+  assert merged.split() == ['--xla_dump_to=/tmp/x', '--xla_gpu_enable_triton_gemm=false',
+                            '--xla_gpu_autotune_level=1']
+  assert common.merged_xla_flags('', '', None) == ''
+  with pytest.raises(ConfigError, match='--xla_flags: triton=off is not an XLA flag'):
+    common.merged_xla_flags('', '--xla_gpu_autotune_level=1 triton=off', None)

@@ -44,6 +44,9 @@ def define_common_flags() -> None:
                        'Level 1 cut the CIFAR-10 compile from ~35 s to 28.5 s on an H100 with the same timed '
                        'seconds (20 seeds); level 0 made the run far slower. Appended to $XLA_FLAGS before JAX '
                        'starts its backends.', lower_bound=0, upper_bound=4)
+  flags.DEFINE_string('xla_flags', '', 'More XLA flags ("--xla_... --xla_..."), appended to $XLA_FLAGS before '
+                      'JAX starts its backends, so that a recipe carries the compiler settings it was '
+                      'measured with (e.g. --xla_flags=--xla_gpu_enable_triton_gemm=false).')
   flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard scalars under output_dir/tensorboard.')
   flags.DEFINE_string('notes', '', 'Free text recorded in the summary.')
   flags.DEFINE_integer('checkpoint_every_epochs', 0, 'Orbax checkpoint of the full train state every N '
@@ -67,11 +70,20 @@ def require_output_dir() -> None:
     raise ConfigError('--output_dir is required: where results are written')
 
 
+def merged_xla_flags(env: str, extra: str, autotune_level: int | None) -> str:
+  """$XLA_FLAGS with --xla_flags and --xla_gpu_autotune_level appended (later flags win in XLA)."""
+  added = extra.split()
+  if bad := [f for f in added if not f.startswith('--xla_')]:
+    raise ConfigError(f'--xla_flags: {" ".join(bad)} is not an XLA flag (each must look like --xla_name=value)')
+  if autotune_level is not None:
+    added.append(f'--xla_gpu_autotune_level={autotune_level}')
+  return ' '.join([env, *added]).strip()
+
+
 def configure_jax() -> None:
   """Applies the JAX/XLA flags; must run before anything touches a device."""
-  if FLAGS.xla_gpu_autotune_level is not None:
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                               f' --xla_gpu_autotune_level={FLAGS.xla_gpu_autotune_level}').strip()
+  os.environ['XLA_FLAGS'] = merged_xla_flags(os.environ.get('XLA_FLAGS', ''), FLAGS.xla_flags,
+                                             FLAGS.xla_gpu_autotune_level)
   import jax
   if FLAGS.compilation_cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)

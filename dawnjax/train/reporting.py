@@ -233,6 +233,7 @@ class RunReporter:
         'hardware_tag': self.hw_tag,
         'versions': software_versions(),
         'flags': self.info.flags,
+        'xla_flags_env': os.environ.get('XLA_FLAGS', ''),  # compiler settings as the backend saw them
         'workload': wl.describe(),
         'notes': self.info.notes,
         'per_seed': [{'seed': r.seed, 'final': r.final_metrics, 'timed_seconds': r.timed_seconds,
