@@ -36,7 +36,7 @@ wall = re.findall(r'process_wall ([\d.]+)', log)
 a, t, b = s['accuracy'], s['timed_seconds'], s.get('wall_breakdown_seconds', {})
 print(f"{name:18s} seeds {s['seeds']:2d} acc {a['mean']:.2f}±{a['std']:.2f} timed {t['mean']:.4f}±{t['std']:.4f} "
       f"compile {s['compile_seconds']:.1f} (warm-up {b.get('warm_up') or 0:.1f}) data {s['data_load_seconds']:.1f} "
-      f"start-up {b.get('startup') or 0:.1f} wall {s['wall_seconds']:.1f} "
+      f"start-up {b.get('startup') or 0:.1f} wall {s['wall_seconds']:.1f} exe-cache {s.get('executable_cache', '-')!r} "
       f"process {wall[-1] if wall else '?'} MFU {100 * (s.get('mfu') or 0):.1f}% | "
       + ' '.join(f'{k}={float(v):.1f}' for k, v in comp) + f' | {envs.strip()} {flagsv.strip()}')
 PY

@@ -5,6 +5,8 @@ this splits them: interpreter + imports, JAX backend start, reading the uint8 ca
 a second host->device upload. Run from the repo root with the dataset cache already written:
 
   python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache
+Environment variables that change the backend's start (e.g. XLA_PYTHON_CLIENT_PREALLOCATE=false,
+which stops JAX reserving 75% of GPU memory up front) apply as usual.
 """
 import argparse
 import time
@@ -19,6 +21,8 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--data_dir', required=True)
   p.add_argument('--cache_dir', default=None)
+  p.add_argument('--tiny_first', action='store_true',
+                 help='upload 4 bytes before the dataset: is the first upload\'s cost fixed or per byte?')
   args = p.parse_args()
   rows = [('process start -> first line of this script', WALL0 - PROCESS_START)]
   mark = time.perf_counter()
@@ -42,6 +46,9 @@ def main() -> None:
   host = (np.asarray(data.train_images, np.uint8), np.asarray(data.train_labels, np.int32),
           np.asarray(data.test_images, np.uint8))
   step('read the cache into host memory')
+  if args.tiny_first:
+    jax.block_until_ready(parallel.put_replicated(np.zeros(4, np.uint8), mesh))
+    step('tiny upload (4 bytes)')
   jax.block_until_ready(parallel.put_replicated(host, mesh))
   step(f'first upload ({sum(a.nbytes for a in host) / 1e6:.0f} MB)')
   jax.block_until_ready(parallel.put_replicated(host, mesh))

@@ -44,6 +44,10 @@ def define_common_flags() -> None:
                        'Level 1 cut the CIFAR-10 compile from ~35 s to 28.5 s on an H100 with the same timed '
                        'seconds (20 seeds); level 0 made the run far slower. Appended to $XLA_FLAGS before JAX '
                        'starts its backends.', lower_bound=0, upper_bound=4)
+  flags.DEFINE_bool('executable_cache', True, 'With --compilation_cache_dir, also keep the compiled programs '
+                    'themselves (and their FLOP counts) under <dir>/dawnjax_executables, keyed by dawnjax\'s source, '
+                    'the recipe, data shapes, mesh, versions and XLA flags, so that a warm start skips tracing '
+                    'and lowering as well as compiling (dawnjax/train/executable_cache.py).')
   flags.DEFINE_string('xla_flags', '', 'More XLA flags ("--xla_... --xla_..."), appended to $XLA_FLAGS before '
                       'JAX starts its backends, so that a recipe carries the compiler settings it was '
                       'measured with (e.g. --xla_flags=--xla_gpu_enable_triton_gemm=false).')

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -126,6 +127,14 @@ def make_checkpointer(workload: Workload, out) -> checkpoint.Checkpointer | None
   return checkpoint.Checkpointer(config, workload, log=lambda s: print(s, flush=True))
 
 
+def executable_cache():
+  """The on-disk cache of compiled programs, where --compilation_cache_dir asks for a warm start."""
+  if not (FLAGS.compilation_cache_dir and FLAGS.executable_cache):
+    return None
+  from dawnjax.train.executable_cache import ExecutableCache
+  return ExecutableCache(os.path.join(FLAGS.compilation_cache_dir, 'dawnjax_executables'))
+
+
 def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, Any]:
   """Loads, compiles, trains --seeds seeds, writes every output; returns the summary.
 
@@ -135,11 +144,12 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
   out = reporting.check_output_dir(FLAGS.output_dir)
   profile_epochs, profile_steps = profile_flags()
   checkpointer = make_checkpointer(workload, out)
-  prep = loop.prepare(workload, epoch_evals=FLAGS.eval_every_epoch)
+  prep = loop.prepare(workload, epoch_evals=FLAGS.eval_every_epoch, executable_cache=executable_cache())
   load_s, compile_s, flops = prep.data_load_seconds, prep.compile_seconds, prep.flops
   device = parallel.device_description(mesh)
   print(f'{workload.dataset_name} on {device["num_devices"]}x {device["device_kind"]}: start-up {startup_s:.1f} s, '
-        f'data {load_s:.1f} s, compile {compile_s:.1f} s (warm-up {prep.warm_up_seconds:.1f}); {workload.num_epochs} epochs; target {workload.target.metric} >= '
+        f'data {load_s:.1f} s, compile {compile_s:.1f} s (warm-up {prep.warm_up_seconds:.1f}; executable cache '
+        f'{prep.executable_cache}); {workload.num_epochs} epochs; target {workload.target.metric} >= '
         f'{workload.target.threshold:g}', flush=True)
   window = profile_window(workload, profile_epochs, profile_steps)
   notes = FLAGS.notes + (' [profiler on: timings perturbed]' if window else '')
@@ -148,7 +158,7 @@ def run_workload(workload: Workload, mesh, *, start_time: float) -> dict[str, An
       compile_seconds=compile_s, flops=flops, wall_clock_start=start_time, author=FLAGS.author,
       author_email=FLAGS.author_email, cost_per_hour=FLAGS.cost_per_hour, notes=notes,
       checkpointing=checkpointer.config.as_dict() if checkpointer else None,
-      warm_up_seconds=prep.warm_up_seconds, startup_seconds=startup_s)
+      warm_up_seconds=prep.warm_up_seconds, startup_seconds=startup_s, executable_cache=prep.executable_cache)
   reporter = reporting.RunReporter(workload, info, clock=time.time,
                                    print_fn=lambda s: print(s, flush=True), tensorboard=FLAGS.tensorboard)
   listeners: tuple[Any, ...] = (reporter,)

@@ -21,6 +21,7 @@ from dawnjax.workloads.base import FlopCounts, Workload
 
 if TYPE_CHECKING:
   from dawnjax.train.checkpoint import Checkpointer
+  from dawnjax.train.executable_cache import ExecutableCache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Preparation:
   compile_seconds: float
   warm_up_seconds: float
   flops: FlopCounts
+  executable_cache: str = 'off'  # 'off' | 'hit' | 'miss, stored' | 'miss, not storable' | 'unsupported'
 
 
 @dataclasses.dataclass
@@ -103,17 +105,33 @@ class Stopwatch:
     return out, elapsed
 
 
-def prepare(workload: Workload, *, epoch_evals: bool = True) -> Preparation:
-  """Loads data, compiles and warms up. `epoch_evals=False` (no per-epoch evaluation) lets the
-  workload skip compiling that program."""
+def prepare(workload: Workload, *, epoch_evals: bool = True,
+            executable_cache: ExecutableCache | None = None) -> Preparation:
+  """Loads data, compiles (or takes the programs from `executable_cache`) and warms up.
+  `epoch_evals=False` (no per-epoch evaluation) lets the workload skip compiling that program."""
   start = time.perf_counter()
   workload.load_data()
   loaded = time.perf_counter()
-  flops = workload.compile(epoch_evals=epoch_evals)
+  flops, cache_state = _compile(workload, epoch_evals, executable_cache)
   compiled = time.perf_counter()
   workload.warm_up()  # first-execution costs belong with compilation, not with seed 0's clock
   done = time.perf_counter()
-  return Preparation(loaded - start, done - loaded, done - compiled, flops)
+  return Preparation(loaded - start, done - loaded, done - compiled, flops, cache_state)
+
+
+def _compile(workload: Workload, epoch_evals: bool,
+             cache: ExecutableCache | None) -> tuple[FlopCounts, str]:
+  fingerprint = workload.program_fingerprint(epoch_evals=epoch_evals) if cache else None
+  if fingerprint is None:
+    return workload.compile(epoch_evals=epoch_evals), 'off' if cache is None else 'unsupported'
+  from dawnjax.train import executable_cache as cache_lib
+  key = cache_lib.cache_key(fingerprint)
+  if (entry := cache.load(key)) is not None:
+    workload.restore_programs(entry.programs)
+    return entry.flops, 'hit'
+  flops = workload.compile(epoch_evals=epoch_evals)
+  stored = cache.store(key, cache_lib.Entry(workload.compiled_programs(), flops))
+  return flops, 'miss, stored' if stored else 'miss, not storable'
 
 
 def train_seed(workload: Workload, seed: int, config: LoopConfig,

@@ -74,6 +74,7 @@ class RunInfo:
   checkpointing: dict[str, Any] | None = None  # checkpoint.CheckpointConfig.as_dict(); None = off
   warm_up_seconds: float = 0.0  # the part of compile_seconds that executed each program once
   startup_seconds: float | None = None  # process start -> the run began (imports, flags, backend)
+  executable_cache: str = 'off'  # loop.Preparation.executable_cache
 
 
 class RunReporter:
@@ -211,6 +212,7 @@ class RunReporter:
         'timed_region': TIMED_REGION,
         'data_load_seconds': self.info.data_load_seconds,
         'compile_seconds': self.info.compile_seconds,
+        'executable_cache': self.info.executable_cache,
         'untimed_eval_seconds_per_seed': float(np.mean([r.untimed_eval_seconds for r in self.results])),
         'wall_seconds': wall,
         'wall_rule': 'process start to this summary, everything included',

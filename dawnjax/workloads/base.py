@@ -50,6 +50,21 @@ class Workload(abc.ABC):
     whether the untimed per-epoch `evaluate(final=False)` will run; when it will not, a workload
     whose per-epoch evaluation is a program of its own may skip compiling it."""
 
+  def program_fingerprint(self, *, epoch_evals: bool = True) -> dict[str, Any] | None:
+    """What, besides dawnjax's code and the software/XLA environment, decides the programs that
+    `compile` builds (recipe, data shapes, mesh), for `dawnjax.train.executable_cache`. Called
+    after `load_data`. None (the default): this workload's programs are not cached."""
+    del epoch_evals
+    return None
+
+  def compiled_programs(self) -> dict[str, Any]:
+    """Name -> the `jax.stages.Compiled` programs `compile` built (where program_fingerprint is set)."""
+    raise NotImplementedError
+
+  def restore_programs(self, programs: dict[str, Any]) -> None:
+    """Takes programs from `compiled_programs` of an earlier process instead of compiling."""
+    raise NotImplementedError
+
   @abc.abstractmethod
   def init(self, seed: int) -> Any:
     """Returns a fresh training state for `seed` (inside the timed region: it may use data)."""

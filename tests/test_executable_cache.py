@@ -1,0 +1,87 @@
+"""The on-disk cache of compiled programs: a hit trains exactly as compiling would, and anything
+that changes the programs (recipe, data shapes, code, XLA flags) misses instead of reusing them."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dawnjax import parallel
+from dawnjax.train import executable_cache, loop
+from dawnjax.workloads.cifar10 import Cifar10Workload, CifarRecipe
+
+from test_cifar10_workload import REPO, TINY, learnable_data
+
+DATA = learnable_data(n_train=256, n_test=128)
+
+
+def workload(**overrides):
+  recipe = CifarRecipe(batch_size=64, epochs=2, **{**TINY, **overrides})
+  return Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: DATA, warm_up=True)
+
+
+HIT_SCRIPT = textwrap.dedent('''
+    import dataclasses, json, sys
+    from dawnjax.train import executable_cache, loop
+    import test_executable_cache as t
+    wl = t.workload()
+    wl.compile = lambda **_: sys.exit('a hit must not compile')
+    prep = loop.prepare(wl, epoch_evals=False, executable_cache=executable_cache.ExecutableCache(sys.argv[1]))
+    losses, metrics = t.trained(wl)
+    print('HIT' + json.dumps({'state': prep.executable_cache, 'flops': dataclasses.asdict(prep.flops),
+                              'losses': losses, 'metrics': metrics}))
+''')
+
+
+def trained(wl):
+  result = loop.train_seed(wl, 0, loop.LoopConfig(eval_every_epoch=False))
+  return [float(r.train_loss) for r in result.epochs], result.final_metrics
+
+
+def test_a_hit_in_a_new_process_skips_compiling_and_trains_exactly_like_the_compiled_programs(tmp_path):
+  cache = executable_cache.ExecutableCache(tmp_path / 'cache')
+  first = workload()
+  prep = loop.prepare(first, epoch_evals=False, executable_cache=cache)
+  assert prep.executable_cache == 'miss, stored' and len(list((tmp_path / 'cache').glob('*.pkl'))) == 1
+  assert set(first.compiled_programs()) >= {'init', 'epoch/whiten_trainable=True', 'eval/tta_level=2'}
+
+  # A new process, as a warm start is: it must not compile, and it trains exactly as the first.
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests'), os.environ.get('PYTHONPATH', '')]))
+  proc = subprocess.run([sys.executable, '-c', HIT_SCRIPT, str(tmp_path / 'cache')], env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  hit = json.loads(proc.stdout.split('HIT', 1)[1])
+  assert hit['state'] == 'hit' and hit['flops'] == dataclasses.asdict(prep.flops) and prep.flops.train_per_example > 0
+  losses, metrics = trained(first)
+  assert hit['losses'] == losses and hit['metrics'] == metrics
+
+
+def test_whatever_changes_the_programs_changes_the_key(monkeypatch):
+  base = workload()
+  base.load_data()
+  key = executable_cache.cache_key(base.program_fingerprint(epoch_evals=False))
+  assert executable_cache.cache_key(base.program_fingerprint(epoch_evals=False)) == key  # deterministic
+  assert executable_cache.cache_key(base.program_fingerprint(epoch_evals=True)) != key
+  other = workload(label_smoothing=0.1)
+  other.load_data()
+  assert executable_cache.cache_key(other.program_fingerprint(epoch_evals=False)) != key
+  fewer = Cifar10Workload(base.recipe, base.mesh, data_loader=lambda: DATA, train_subset=192)
+  fewer.load_data()
+  assert executable_cache.cache_key(fewer.program_fingerprint(epoch_evals=False)) != key
+  monkeypatch.setenv('XLA_FLAGS', '--xla_gpu_enable_triton_gemm=false')
+  assert executable_cache.cache_key(base.program_fingerprint(epoch_evals=False)) != key
+  monkeypatch.delenv('XLA_FLAGS')
+  monkeypatch.setattr(executable_cache, 'source_digest', lambda: 'edited source')
+  assert executable_cache.cache_key(base.program_fingerprint(epoch_evals=False)) != key
+
+
+def test_an_unreadable_entry_is_a_miss_not_a_crash(tmp_path):
+  cache = executable_cache.ExecutableCache(tmp_path)
+  assert cache.load('absent') is None
+  cache.path('broken').write_bytes(b'not a pickle')
+  assert cache.load('broken') is None
+  assert not list(tmp_path.glob('.*.tmp'))  # nothing half-written left behind
