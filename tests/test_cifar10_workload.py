@@ -393,7 +393,8 @@ ALL_RECIPES_SCRIPT = textwrap.dedent('''
       flags.FLAGS.unparse_flags()
       flags.FLAGS([sys.argv[0], '--flagfile=' + path])
       out[os.path.basename(path)] = dict(dataclasses.asdict(cifar10.recipe_from_flags()),
-                                         xla_flags=flags.FLAGS.xla_flags)
+                                         xla_flags=flags.FLAGS.xla_flags,
+                                         gpu_preallocate=flags.FLAGS.gpu_preallocate)
     print('RECIPES' + json.dumps(out))
 ''')
 
@@ -407,5 +408,5 @@ def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
   assert {'fast.flags', 'hiverge.flags', 'airbench94_muon_fast.flags'} <= set(recipes)
   fast = recipes['fast.flags']
   assert fast['epochs'] == 7.15 and fast['eval_batch_size'] == fast['batch_size'] == 1536
-  assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false'
+  assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false' and not fast['gpu_preallocate']
   assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files

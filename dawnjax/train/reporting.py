@@ -236,6 +236,7 @@ class RunReporter:
         'versions': software_versions(),
         'flags': self.info.flags,
         'xla_flags_env': os.environ.get('XLA_FLAGS', ''),  # compiler settings as the backend saw them
+        'jax_client_env': {k: v for k, v in os.environ.items() if k.startswith('XLA_PYTHON_CLIENT_')},
         'workload': wl.describe(),
         'notes': self.info.notes,
         'per_seed': [{'seed': r.seed, 'final': r.final_metrics, 'timed_seconds': r.timed_seconds,
