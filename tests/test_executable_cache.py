@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -79,9 +80,20 @@ def test_whatever_changes_the_programs_changes_the_key(monkeypatch):
   assert executable_cache.cache_key(base.program_fingerprint(epoch_evals=False)) != key
 
 
-def test_an_unreadable_entry_is_a_miss_not_a_crash(tmp_path):
-  cache = executable_cache.ExecutableCache(tmp_path)
+def test_an_unreadable_entry_is_a_miss_and_old_entries_are_pruned(tmp_path):
+  import jax
+  import numpy as np
+  from dawnjax.workloads.base import FlopCounts
+  cache = executable_cache.ExecutableCache(tmp_path, keep=2)
   assert cache.load('absent') is None
   cache.path('broken').write_bytes(b'not a pickle')
   assert cache.load('broken') is None
+  os.utime(cache.path('broken'), (1e9, 1e9))  # the oldest entry
+  program = jax.jit(lambda x: x * 2).lower(np.ones(3, np.float32)).compile()
+  for i, key in enumerate(('a', 'b', 'c')):
+    time.sleep(0.02)  # distinct modification times
+    assert cache.store(key, executable_cache.Entry({'double': program}, FlopCounts(float(i))))
+  assert sorted(p.stem for p in tmp_path.glob('*.pkl')) == ['b', 'c']  # 'broken' and 'a' went
+  entry = cache.load('c')
+  assert entry.flops == FlopCounts(2.0) and list(np.asarray(entry.programs['double'](np.ones(3, np.float32)))) == [2, 2, 2]
   assert not list(tmp_path.glob('.*.tmp'))  # nothing half-written left behind

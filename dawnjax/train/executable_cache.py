@@ -89,8 +89,10 @@ def _bind_lazy_kernels() -> None:
 class ExecutableCache:
   """A directory of serialised compiled programs, one file per key."""
 
-  def __init__(self, directory: str | os.PathLike):
+  def __init__(self, directory: str | os.PathLike, keep: int = 16):
+    """`keep`: entries kept (newest first); every edit of dawnjax's source makes a new one."""
     self.directory = Path(directory)
+    self.keep = keep
 
   def path(self, key: str) -> Path:
     return self.directory / f'{key}.pkl'
@@ -130,4 +132,10 @@ class ExecutableCache:
     finally:
       if os.path.exists(tmp):
         os.remove(tmp)
+    self._prune()
     return True
+
+  def _prune(self) -> None:
+    entries = sorted(self.directory.glob('*.pkl'), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[self.keep:]:
+      old.unlink(missing_ok=True)
