@@ -2,6 +2,7 @@
 # ImageNet measurements planned for the next GPU session (issue 4), from the repo root; under $OUT.
 #   bash kernels/h100_imagenet_next.sh model     # 1 GPU, ~4 min: ResNet-50 bf16 224 px synthetic,
 #                                                #   autodiff BatchNorm vs --bn_impl=fused, batch 384/512
+#   bash kernels/h100_imagenet_next.sh profile   # 1 GPU, ~3 min: kernel-time breakdown of the fastest config
 #   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
 # (MFU 22.4% at 6,258 img/s); two passes each way instead of autodiff's ~7 reductions per layer
@@ -9,13 +10,21 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
-case ${1:?usage: h100_imagenet_next.sh model|scaling} in
+case ${1:?usage: h100_imagenet_next.sh model|profile|scaling} in
   model)
     EXTRA=${EXTRA:-}  # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (predicted +1..3%)
     for impl in ${IMPLS:-flax fused}; do  # IMPLS="fused flax" to check the order does not matter
       python3 kernels/imagenet_bench.py --parts=model --batch_sizes=${BATCH_SIZES:-384,512} --bn_impl=$impl $EXTRA \
         --out_dir=$OUT/model_${impl}_${BATCH_SIZES:-384,512}${EXTRA:+_s2d} 2>&1 | grep -v '^[IW]1' | tail -8
     done ;;
+  profile)
+    # Where a ResNet-50 step's time goes, in the fastest configuration measured (space-to-depth stem,
+    # batch 1024, fused BatchNorm: 6,712 img/s): epoch 2 (50 steps) of the synthetic recipe traced.
+    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags \
+      --space_to_depth --stages=0:224:1024 --synthetic_train_examples=51200 --notensorboard --noexport_model \
+      --output_dir=$OUT/profile_run --profile_epochs=2:2 ${EXTRA:-} 2>&1 | grep -v '^[IW]1' | tail -4
+    python3 kernels/trace_summary.py $OUT/profile_run/tensorboard/profile --per=auto --top=30 > $OUT/profile_resnet50.md
+    head -14 $OUT/profile_resnet50.md; rm -rf $OUT/profile_run/tensorboard ;;
   scaling)
     python3 kernels/imagenet_bench.py --parts=scaling --batch_sizes=384 --out_dir=$OUT/scaling 2>&1 \
       | grep -v '^[IW]1' | tail -12 ;;
