@@ -97,3 +97,35 @@ def test_an_unreadable_entry_is_a_miss_and_old_entries_are_pruned(tmp_path):
   entry = cache.load('c')
   assert entry.flops == FlopCounts(2.0) and list(np.asarray(entry.programs['double'](np.ones(3, np.float32)))) == [2, 2, 2]
   assert not list(tmp_path.glob('.*.tmp'))  # nothing half-written left behind
+
+
+def test_programs_that_came_from_jax_cache_are_counted(tmp_path):
+  # prepare() stores only programs this process compiled: XLA:CPU executables that JAX's cache
+  # deserialised failed after a second round trip ("Function ... not found").
+  import jax
+  import numpy as np
+  from jax._src import compilation_cache  # pylint: disable=import-outside-toplevel
+  cache = executable_cache.ExecutableCache(tmp_path / 'exe')
+  names = ('jax_compilation_cache_dir', 'jax_persistent_cache_min_compile_time_secs',
+           'jax_persistent_cache_min_entry_size_bytes')
+  saved = [getattr(jax.config, n) for n in names]
+  for name, value in zip(names, (str(tmp_path / 'jax'), 0.0, -1)):
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+  try:
+    f = jax.jit(lambda x: jnp_sin(x) * 3)
+    with cache.watch_jax_cache() as first:
+      f.lower(np.ones(5, np.float32)).compile()
+    jax.clear_caches()  # as a new process: only the persistent cache has it
+    with cache.watch_jax_cache() as second:
+      f.lower(np.ones(5, np.float32)).compile()
+  finally:
+    for name, value in zip(names, saved):
+      jax.config.update(name, value)
+    compilation_cache.reset_cache()
+  assert (first.hits, second.hits) == (0, 1)
+
+
+def jnp_sin(x):
+  import jax.numpy as jnp
+  return jnp.sin(x)

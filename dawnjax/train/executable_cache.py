@@ -13,6 +13,7 @@ Entries are pickles: load only a cache directory you wrote yourself.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -22,7 +23,7 @@ import pickle
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from absl import logging
 
@@ -69,6 +70,11 @@ def cache_key(fingerprint: Mapping[str, Any]) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 
+@dataclasses.dataclass
+class _JaxCacheHits:
+  hits: int = 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
   programs: dict[str, Any]  # name -> jax.stages.Compiled
@@ -93,6 +99,33 @@ class ExecutableCache:
     """`keep`: entries kept (newest first); every edit of dawnjax's source makes a new one."""
     self.directory = Path(directory)
     self.keep = keep
+
+  def load_for(self, fingerprint: Mapping[str, Any]) -> Entry | None:
+    return self.load(cache_key(fingerprint))
+
+  def store_for(self, fingerprint: Mapping[str, Any], programs: dict[str, Any], flops: FlopCounts) -> bool:
+    return self.store(cache_key(fingerprint), Entry(programs, flops))
+
+  def discard(self, fingerprint: Mapping[str, Any], reason: str) -> None:
+    path = self.path(cache_key(fingerprint))
+    logging.warning('Executable cache entry %s did not run (%s); removed, compiling instead', path, reason)
+    path.unlink(missing_ok=True)
+
+  @contextlib.contextmanager
+  def watch_jax_cache(self) -> Iterator[_JaxCacheHits]:
+    """Counts JAX persistent-cache hits inside the block (jax.monitoring events)."""
+    import jax
+    hits = _JaxCacheHits()
+
+    def listener(event: str, **_) -> None:
+      if event == '/jax/compilation_cache/cache_hits':
+        hits.hits += 1
+
+    jax.monitoring.register_event_listener(listener)
+    try:
+      yield hits
+    finally:
+      jax.monitoring.unregister_event_listener(listener)
 
   def path(self, key: str) -> Path:
     return self.directory / f'{key}.pkl'

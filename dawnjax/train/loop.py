@@ -114,7 +114,16 @@ def prepare(workload: Workload, *, epoch_evals: bool = True,
   loaded = time.perf_counter()
   flops, cache_state = _compile(workload, epoch_evals, executable_cache)
   compiled = time.perf_counter()
-  workload.warm_up()  # first-execution costs belong with compilation, not with seed 0's clock
+  try:
+    workload.warm_up()  # first-execution costs belong with compilation, not with seed 0's clock
+  except jax.errors.JaxRuntimeError as e:
+    if cache_state != 'hit':
+      raise
+    # A cached executable that does not run here (seen on XLA:CPU): drop it and compile.
+    executable_cache.discard(workload.program_fingerprint(epoch_evals=epoch_evals), reason=str(e)[:200])
+    flops = workload.compile(epoch_evals=epoch_evals)
+    compiled, cache_state = time.perf_counter(), 'hit failed to run, compiled'
+    workload.warm_up()
   done = time.perf_counter()
   return Preparation(loaded - start, done - loaded, done - compiled, flops, cache_state)
 
@@ -124,13 +133,16 @@ def _compile(workload: Workload, epoch_evals: bool,
   fingerprint = workload.program_fingerprint(epoch_evals=epoch_evals) if cache else None
   if fingerprint is None:
     return workload.compile(epoch_evals=epoch_evals), 'off' if cache is None else 'unsupported'
-  from dawnjax.train import executable_cache as cache_lib
-  key = cache_lib.cache_key(fingerprint)
-  if (entry := cache.load(key)) is not None:
+  if (entry := cache.load_for(fingerprint)) is not None:
     workload.restore_programs(entry.programs)
     return entry.flops, 'hit'
-  flops = workload.compile(epoch_evals=epoch_evals)
-  stored = cache.store(key, cache_lib.Entry(workload.compiled_programs(), flops))
+  with cache.watch_jax_cache() as jax_cache:
+    flops = workload.compile(epoch_evals=epoch_evals)
+  if jax_cache.hits:
+    # XLA:CPU executables that JAX's cache deserialised do not survive a second round trip, so
+    # only programs this process compiled itself are stored; the next real compile fills it.
+    return flops, "miss, not stored (programs came from JAX's cache)"
+  stored = cache.store_for(fingerprint, workload.compiled_programs(), flops)
   return flops, 'miss, stored' if stored else 'miss, not storable'
 
 
