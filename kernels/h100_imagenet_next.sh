@@ -12,10 +12,13 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 case ${1:?usage: h100_imagenet_next.sh model|profile|scaling} in
   model)
-    EXTRA=${EXTRA:-}  # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (predicted +1..3%)
+    # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
+    # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
+    EXTRA=${EXTRA:-}
     for impl in ${IMPLS:-flax fused}; do  # IMPLS="fused flax" to check the order does not matter
       python3 kernels/imagenet_bench.py --parts=model --batch_sizes=${BATCH_SIZES:-384,512} --bn_impl=$impl $EXTRA \
-        --out_dir=$OUT/model_${impl}_${BATCH_SIZES:-384,512}${EXTRA:+_s2d} 2>&1 | grep -v '^[IW]1' | tail -8
+        --out_dir=$OUT/model_${impl}_${BATCH_SIZES:-384,512}$(echo "$EXTRA" | tr -c 'a-z0-9,\n' '_') 2>&1 \
+        | grep -v '^[IW]1' | tail -8
     done ;;
   profile)
     # Where a ResNet-50 step's time goes, in the fastest configuration measured (space-to-depth stem,

@@ -63,6 +63,7 @@ def parse_args(argv=None):
   p.add_argument('--optimizer', default='sgd', choices=('sgd', 'lars'))
   p.add_argument('--dtype', default='bfloat16')
   p.add_argument('--bn_impl', default='flax', help="'flax' or 'fused' (BatchNorm + ReLU, hand-written backward)")
+  p.add_argument('--pool_impl', default='window', help="stem max-pool: 'window' or 'argmax' (fused backward)")
   p.add_argument('--space_to_depth', action='store_true',
                  help='Stem on a 2x2 space-to-depth input (4x4 conv instead of 7x7 on 3 channels)')
   p.add_argument('--num_classes', type=int, default=1000)
@@ -125,7 +126,7 @@ def bench_model(args) -> dict:
     recipe = wl.ImageNetRecipe(model=args.model, width=args.width, dtype=args.dtype,
                                stages=(f'0:{args.image_size}:{batch}',), epochs=1,
                                optimizer=args.optimizer, warmup_epochs=0.0, bn_impl=args.bn_impl,
-                               space_to_depth=args.space_to_depth)
+                               space_to_depth=args.space_to_depth, pool_impl=args.pool_impl)
     stages = wl.plan_stages(wl.parse_stages(recipe.stages, 1, recipe.min_scale), 1, batch * 1000)
     model = wl.model_from_recipe(recipe, args.num_classes)
     tx = wl.make_optimizer(recipe, wl.learning_rate_fn(recipe, stages))
@@ -174,7 +175,7 @@ def bench_model(args) -> dict:
              key=lambda r: r['images_per_s_per_device'], default=None)
   out = {'device': device, 'peak_tflops_per_device': peak, 'peak_source': peak_source,
          'model': args.model, 'width': args.width, 'image_size': args.image_size, 'dtype': args.dtype,
-         'optimizer': args.optimizer, 'bn_impl': args.bn_impl, 'space_to_depth': args.space_to_depth,
+         'optimizer': args.optimizer, 'bn_impl': args.bn_impl, 'space_to_depth': args.space_to_depth, 'pool_impl': args.pool_impl,
          'data': 'synthetic uint8, device-resident', 'runs': results,
          'best_images_per_s_per_device': best['images_per_s_per_device'] if best else None,
          'flops_note': "model FLOPs of the train step counted from its jaxpr (2 x multiply-adds of "

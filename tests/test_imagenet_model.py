@@ -135,3 +135,23 @@ def test_fused_batchnorm_resnet_matches_autodiff_batchnorm():
   for a, b in zip(jax.tree_util.tree_leaves(s_a) + jax.tree_util.tree_leaves(g_a),
                   jax.tree_util.tree_leaves(s_b) + jax.tree_util.tree_leaves(g_b)):
     np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 2)])
+@pytest.mark.parametrize('ties', [False, True])
+def test_argmax_stem_pool_matches_flax_max_pool_values_and_gradients(shape, ties):
+  # Ties (small integers) check that the gradient goes to the same element as XLA's
+  # select-and-scatter: each window's first maximum in row-major order.
+  from dawnjax.models.resnet import stem_max_pool
+  rng = np.random.default_rng(0)
+  x = (rng.integers(0, 3, size=shape) if ties else rng.normal(size=shape)).astype(np.float32)
+  ct = rng.normal(size=(shape[0], (shape[1] + 1) // 2, (shape[2] + 1) // 2, shape[3])).astype(np.float32)
+  out = {}
+  for impl in ('window', 'argmax'):
+    y, vjp = jax.vjp(lambda v, impl=impl: stem_max_pool(v, impl), x)
+    out[impl] = (np.asarray(y), np.asarray(vjp(ct)[0]))
+  np.testing.assert_array_equal(out['argmax'][0], out['window'][0])
+  np.testing.assert_allclose(out['argmax'][1], out['window'][1], rtol=0, atol=1e-6)
+  assert np.count_nonzero(out['argmax'][1]) > 0
+  with pytest.raises(ValueError, match='stem pool'):
+    stem_max_pool(x, 'reshape')

@@ -28,6 +28,8 @@ _HELP = {
     'space_to_depth': 'Stem on a 2x2 space-to-depth input (4x4 conv; for TPUs).',
     'bn_impl': "BatchNorm: 'flax' (autodiff backward) or 'fused' (BatchNorm + ReLU with a hand-written "
                'two-pass backward, same variables; dawnjax/models/batchnorm.py).',
+    'pool_impl': "Stem max-pool: 'window' (flax; XLA's select-and-scatter backward) or 'argmax' (same values "
+                 'and gradient, the backward as one fused pass; dawnjax/models/resnet.py).',
     'num_classes': 'Classifier outputs (0: the number of class folders).',
     'epochs': 'Training epochs.',
     'stages': 'Progressive resizing: start_epoch:image_size:global_batch[:min_scale], ... '

@@ -30,7 +30,7 @@ from dawnjax import augment, parallel
 from dawnjax.data.imagenet import pipeline as pipeline_lib
 from dawnjax.data.imagenet.transforms import Crop
 from dawnjax.errors import ConfigError
-from dawnjax.models.resnet import BN_IMPLS, RESNETS, create_resnet
+from dawnjax.models.resnet import BN_IMPLS, RESNETS, STEM_POOLS, create_resnet
 from dawnjax import flops as flops_lib
 from dawnjax.workloads.base import FlopCounts, Target, Workload
 
@@ -54,6 +54,7 @@ class ImageNetRecipe:
   space_to_depth: bool = False
   zero_init_residual: bool = True
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + ReLU with a hand-written backward
+  pool_impl: str = 'window'  # STEM_POOLS: 'argmax' = the stem max-pool with a fused backward
   num_classes: int = 0  # 0: from the data
   # Data: 'start_epoch:image_size:global_batch[:min_scale]', first stage at epoch 0.
   epochs: int = 90
@@ -105,6 +106,8 @@ class ImageNetRecipe:
                         f'{len(self.decay_epochs)} --decay_epochs; give one or one each')
     if self.bn_impl not in BN_IMPLS:
       raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
+    if self.pool_impl not in STEM_POOLS:
+      raise ConfigError(f'--pool_impl={self.pool_impl!r}: expected one of {", ".join(STEM_POOLS)}')
     if self.ghost_batch_size < 0:
       raise ConfigError('--ghost_batch_size must be >= 0 (0 = BatchNorm over the global batch)')
     parse_stages(self.stages, self.epochs, self.min_scale)
@@ -246,7 +249,8 @@ def model_from_recipe(recipe: ImageNetRecipe, num_classes: int):
   return create_resnet(
       r.model, num_classes=num_classes, num_filters=r.width, dtype=jnp.dtype(r.dtype),
       bn_momentum=r.bn_momentum, bn_epsilon=r.bn_epsilon, ghost_batch_size=r.ghost_batch_size or None,
-      space_to_depth_stem=r.space_to_depth, zero_init_residual=r.zero_init_residual, bn_impl=r.bn_impl)
+      space_to_depth_stem=r.space_to_depth, zero_init_residual=r.zero_init_residual, bn_impl=r.bn_impl,
+      pool_impl=r.pool_impl)
 
 
 def make_init_fn(model, tx: optax.GradientTransformation, recipe: ImageNetRecipe):
