@@ -65,7 +65,7 @@ def test_partial_last_epoch_and_schedule():
   wl.load_data()
   assert (wl.steps_per_epoch, wl.total_steps, wl.num_epochs) == (10, 15, 2)
   assert [wl.train_examples(e) for e in range(2)] == [640, 320]
-  wl.compile()
+  wl.compile(epoch_evals=False)
   state = wl.init(0)
   for epoch in range(2):
     state, _ = wl.train_epoch(state, epoch)
@@ -101,7 +101,7 @@ SHARDED_SCRIPT = textwrap.dedent('''
       for opt, bn in (('sgd', 'flax'), ('muon', 'flax'), ('sgd', 'fused')):
         recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=0.5, bn_impl=bn, **TINY)  # two steps
         wl = Cifar10Workload(recipe, parallel.make_mesh(n), data_loader=lambda: data)
-        wl.load_data(); wl.compile()
+        wl.load_data(); wl.compile(epoch_evals=False)  # only the final evaluation runs
         state, _ = wl.train_epoch(wl.init(0), 0)
         leaves = jax.tree_util.tree_leaves(state.params)
         assert len(leaves[0].sharding.device_set) == n
@@ -234,7 +234,7 @@ def test_steps_after_the_whitening_bias_freezes_drop_its_gradient_and_change_not
                          lookahead=False, **TINY)
     wl = Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: data)
     wl.load_data()
-    flops = wl.compile()
+    flops = wl.compile(epoch_evals=False)
     expected = [((True, 0, 2),)] * 3 if not prune else [((True, 0, 1), (False, 1, 2))] + [((False, 0, 2),)] * 2
     assert [wl.epoch_segments(e) for e in range(3)] == expected
     assert sorted(wl._epoch_c) == ([False, True] if prune else [True])
@@ -367,7 +367,7 @@ def test_hiverge_flags_parse_round_trip_and_a_tiny_run_learns():
   tiny = dataclasses.replace(recipe, batch_size=64, **TINY)
   data = learnable_data(n_train=256, n_test=128)
   wl = Cifar10Workload(tiny, parallel.make_mesh(1), data_loader=lambda: data)
-  result = loop.run(wl, loop.LoopConfig(seeds=1))
+  result = loop.run(wl, loop.LoopConfig(seeds=1, eval_every_epoch=False))  # the final accuracy is enough
   assert wl.total_steps == 31
   assert result.seeds[0].final_metrics['top1Accuracy'] > 20.0  # chance is 10%; this run gets ~88%
 
