@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dawnjax.models.batchnorm import BatchNormAct
+from dawnjax.models.pooling import max_and_first_index
 
 
 def dirac_uniform_init(key, shape, dtype=jnp.float32):
@@ -70,12 +71,7 @@ def _argmax_pool(x, k, pad_h, pad_w):
 
 
 def _argmax_pool_fwd(x, k, pad_h, pad_w):
-  views = _window_views(x, k)
-  m = functools.reduce(jnp.maximum, views)
-  first = jnp.full(m.shape, k * k - 1, jnp.int8)
-  for p in reversed(range(k * k - 1)):
-    first = jnp.where(views[p] == m, jnp.int8(p), first)
-  return m, first
+  return max_and_first_index(_window_views(x, k))
 
 
 def _argmax_pool_bwd(k, pad_h, pad_w, first, g):

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from dawnjax.models.batchnorm import BatchNormAct
+from dawnjax.models.pooling import max_and_first_index
 
 ModuleDef = Any
 
@@ -125,26 +126,21 @@ def stem_max_pool(x: jax.Array, impl: str = 'window') -> jax.Array:
   raise ValueError(f'stem pool {impl!r}: expected one of {STEM_POOLS}')
 
 
-def _pool_views(x: jax.Array) -> tuple[list[jax.Array], int, int]:
+def _pool_views(x: jax.Array) -> list[jax.Array]:
   """The 9 window positions of a 3x3/2 pool with padding 1, as strided views of the -inf padded input."""
   _, h, w, _ = x.shape
   ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-  views = [xp[:, i:i + 2 * ho - 1:2, j:j + 2 * wo - 1:2, :] for i in range(3) for j in range(3)]
-  return views, ho, wo
+  return [xp[:, i:i + 2 * ho - 1:2, j:j + 2 * wo - 1:2, :] for i in range(3) for j in range(3)]
 
 
 @jax.custom_vjp
 def _argmax_pool_3x3s2(x):
-  return functools.reduce(jnp.maximum, _pool_views(x)[0])
+  return functools.reduce(jnp.maximum, _pool_views(x))
 
 
 def _argmax_pool_3x3s2_fwd(x):
-  views, _, _ = _pool_views(x)
-  m = functools.reduce(jnp.maximum, views)
-  first = jnp.full(m.shape, 8, jnp.int8)
-  for p in reversed(range(8)):
-    first = jnp.where(views[p] == m, jnp.int8(p), first)
+  m, first = max_and_first_index(_pool_views(x))
   return m, (first, x.shape)
 
 
