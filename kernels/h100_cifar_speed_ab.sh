@@ -4,6 +4,7 @@
 # (JAX_LOG_COMPILES). Variants are lines of "NAME SEEDS [ENV=VAL ...] -- [FLAGS ...]" (space-separated " -- ") on stdin or in $1.
 # Run from the repo root with .data/cifar10-jpeg.tar.gz present; writes logs and summaries under $OUT.
 #   echo "base 20 -- --flagfile=experiments/cifar10/fast.flags" | bash kernels/h100_cifar_speed_ab.sh
+# AB_TIMEOUT=SECONDS stops each variant's process after that long (a variant that may be far slower).
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; R=$OUT/runs; mkdir -p $R
@@ -20,7 +21,7 @@ while read -r name seeds rest; do
   [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
   envs=" ${rest%% -- *}"; flagsv=" ${rest#* -- }"  # split on the first " -- " only
   [ "${rest#-- }" != "$rest" ] && envs="" && flagsv=" ${rest#-- }"
-  /usr/bin/time -f "process_wall %e" env JAX_LOG_COMPILES=1 $envs python3 -m dawnjax.experiments.cifar10 \
+  /usr/bin/time -f "process_wall %e" timeout ${AB_TIMEOUT:-0} env JAX_LOG_COMPILES=1 $envs python3 -m dawnjax.experiments.cifar10 \
     --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --seeds=$seeds --noeval_every_epoch \
     --notensorboard --noexport_model --output_dir=$R/$name $flagsv > $R/$name.log 2>&1
   python3 - $R/$name $name "$envs" "$flagsv" <<'PY'

@@ -3,7 +3,8 @@
 #   bash kernels/h100_imagenet_next.sh model     # 1 GPU, ~4 min: ResNet-50 bf16 224 px synthetic,
 #                                                #   autodiff BatchNorm vs --bn_impl=fused, batch 384/512
 #   bash kernels/h100_imagenet_next.sh profile   # 1 GPU, ~3 min: kernel-time breakdown of the fastest config
-#   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling
+#   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling of the
+#                                                #   fastest 1-GPU configuration (override with EXTRA, BATCH)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
 # (MFU 22.4% at 6,258 img/s); two passes each way instead of autodiff's ~7 reductions per layer
 # could lift throughput 5-15%, towards the 7,000 img/s goal.
@@ -29,6 +30,9 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|scaling} in
     python3 kernels/trace_summary.py $OUT/profile_run/tensorboard/profile --per=auto --top=30 > $OUT/profile_resnet50.md
     head -14 $OUT/profile_resnet50.md; rm -rf $OUT/profile_run/tensorboard ;;
   scaling)
-    python3 kernels/imagenet_bench.py --parts=scaling --batch_sizes=384 --out_dir=$OUT/scaling 2>&1 \
+    # Per-device batch 1024, space-to-depth stem, argmax stem pool, fused BatchNorm: 6,921 img/s on
+    # one H100 (results/imagenet/h100_2026-11-23_s2d, call 7).
+    python3 kernels/imagenet_bench.py --parts=scaling --batch_sizes=${BATCH:-1024} \
+      ${EXTRA:---bn_impl=fused --space_to_depth --pool_impl=argmax} --out_dir=$OUT/scaling 2>&1 \
       | grep -v '^[IW]1' | tail -12 ;;
 esac

@@ -5,6 +5,7 @@ this splits them: interpreter + imports, JAX backend start, reading the uint8 ca
 a second host->device upload. Run from the repo root with the dataset cache already written:
 
   python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache
+  [--exe_cache_dir=JAXCACHE/dawnjax_executables]   # + executable-cache loads, 1 thread vs 4
 Environment variables that change the backend's start (e.g. XLA_PYTHON_CLIENT_PREALLOCATE=false,
 which stops JAX reserving 75% of GPU memory up front) apply as usual.
 """
@@ -23,6 +24,9 @@ def main() -> None:
   p.add_argument('--cache_dir', default=None)
   p.add_argument('--tiny_first', action='store_true',
                  help='upload 4 bytes before the dataset: is the first upload\'s cost fixed or per byte?')
+  p.add_argument('--exe_cache_dir', default=None,
+                 help='a dawnjax_executables directory: time loading each entry with 1 and 4 threads, '
+                      'alternately (twice each)')
   args = p.parse_args()
   rows = [('process start -> first line of this script', WALL0 - PROCESS_START)]
   mark = time.perf_counter()
@@ -33,9 +37,13 @@ def main() -> None:
     rows.append((name, now - mark))
     mark = now
 
-  import dawnjax.experiments.cifar10  # noqa: F401  (the entry point's imports: jax, flax, optax, ...)
-  step('import dawnjax.experiments.cifar10')
   import jax
+  step('import jax')
+  import flax.linen  # noqa: F401
+  import optax  # noqa: F401
+  step('import flax.linen + optax')
+  import dawnjax.experiments.cifar10  # noqa: F401  (the rest of the entry point's imports)
+  step('import the rest of dawnjax.experiments.cifar10')
   import numpy as np
   from dawnjax import parallel
   mesh = parallel.make_mesh(None)
@@ -53,6 +61,14 @@ def main() -> None:
   step(f'first upload ({sum(a.nbytes for a in host) / 1e6:.0f} MB)')
   jax.block_until_ready(parallel.put_replicated(host, mesh))
   step('second upload (same arrays)')
+  if args.exe_cache_dir:
+    import pathlib
+    from dawnjax.train.executable_cache import ExecutableCache
+    for path in sorted(pathlib.Path(args.exe_cache_dir).glob('*.pkl')):
+      for threads in (1, 4, 1, 4):
+        entry = ExecutableCache(args.exe_cache_dir, load_threads=threads).load(path.stem)
+        step(f'load {path.stem[:8]} ({len(entry.programs) if entry else 0} programs, {threads} thread(s))')
+        del entry
   for name, seconds in rows:
     print(f'{name:45s} {seconds:7.3f} s')
   print(f'{"total since process start":45s} {time.time() - PROCESS_START:7.3f} s')

@@ -13,6 +13,7 @@ Entries are pickles: load only a cache directory you wrote yourself.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -95,10 +96,12 @@ def _bind_lazy_kernels() -> None:
 class ExecutableCache:
   """A directory of serialised compiled programs, one file per key."""
 
-  def __init__(self, directory: str | os.PathLike, keep: int = 16):
-    """`keep`: entries kept (newest first); every edit of dawnjax's source makes a new one."""
+  def __init__(self, directory: str | os.PathLike, keep: int = 16, load_threads: int = 4):
+    """`keep`: entries kept (newest first); every edit of dawnjax's source makes a new one.
+    `load_threads`: programs deserialised at once (jaxlib releases the GIL while it loads one)."""
     self.directory = Path(directory)
     self.keep = keep
+    self.load_threads = max(1, load_threads)
 
   def load_for(self, fingerprint: Mapping[str, Any]) -> Entry | None:
     return self.load(cache_key(fingerprint))
@@ -140,8 +143,10 @@ class ExecutableCache:
     try:
       with open(path, 'rb') as f:
         stored = pickle.load(f)
-      programs = {name: serialize_executable.deserialize_and_load(*blob) for name, blob in stored['programs'].items()}
-      return Entry(programs, FlopCounts(**stored['flops']))
+      names, blobs = zip(*stored['programs'].items()) if stored['programs'] else ((), ())
+      with concurrent.futures.ThreadPoolExecutor(min(self.load_threads, max(len(blobs), 1))) as pool:
+        loaded = list(pool.map(lambda blob: serialize_executable.deserialize_and_load(*blob), blobs))
+      return Entry(dict(zip(names, loaded)), FlopCounts(**stored['flops']))
     except Exception as e:  # truncated file, another jaxlib's format, a device that no longer exists
       logging.warning('Executable cache entry %s unreadable (%s: %s); compiling instead', path,
                       type(e).__name__, str(e)[:200])

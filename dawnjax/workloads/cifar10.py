@@ -6,6 +6,7 @@ functions of (seed, epoch, step), which makes runs reproducible and resumable.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -502,22 +503,35 @@ class Cifar10Workload(Workload):
                       for level in {0, r.tta_level}}
 
   def compile(self, *, epoch_evals: bool = True) -> FlopCounts:
+    """Compiles on worker threads while this thread traces and lowers the next programs.
+
+    init and the first epoch program compile first, one after the other: the epoch program's
+    convolution autotuning is most of a cold compile, and two programs autotuning at once would
+    time their candidates against each other. The other programs reuse its autotuning results
+    (same convolution shapes) and then compile side by side.
+    """
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
-    self._init_c = self._init_fn.lower(seed, self.train_images).compile()
-    state = jax.eval_shape(self._init_fn, seed, self.train_images)
     rep = parallel.replicated(self.mesh)
+    state = jax.eval_shape(self._init_fn, seed, self.train_images)
     state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
     epoch, steps = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.int32)
-    programs = {v for e in range(self.num_epochs) for v, _, _ in self.epoch_segments(e)}
-    self._epoch_c = {v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch, steps,
-                                             whiten_trainable=v).compile()
-                     for v in sorted(programs, reverse=True)}
+    variants = sorted({v for e in range(self.num_epochs) for v, _, _ in self.epoch_segments(e)}, reverse=True)
+    lower_epoch = lambda v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch, steps,
+                                                 whiten_trainable=v)
     # The plain (level 0) program serves only the per-epoch evaluations unless the final one is plain.
-    levels = {self.recipe.tta_level} | ({0} if epoch_evals else set())
-    self._eval_c = {level: self._eval_fns[level].lower(state.params, state.batch_stats, self.test_images,
-                                                       self.test_labels).compile()
-                    for level in sorted(levels)}
-    return self._flop_counts(state)
+    levels = sorted({self.recipe.tta_level} | ({0} if epoch_evals else set()))
+    with concurrent.futures.ThreadPoolExecutor(max(len(variants) + len(levels) - 1, 1)) as pool:
+      init_lowered, first_lowered = self._init_fn.lower(seed, self.train_images), lower_epoch(variants[0])
+      first = pool.submit(lambda: (init_lowered.compile(), first_lowered.compile()))
+      rest = {('epoch', v): lower_epoch(v) for v in variants[1:]}
+      rest.update({('eval', level): self._eval_fns[level].lower(state.params, state.batch_stats, self.test_images,
+                                                                self.test_labels) for level in levels})
+      flop_counts = self._flop_counts(state, variants)
+      self._init_c, first_c = first.result()
+      compiled = dict(zip(rest, pool.map(lambda lowered: lowered.compile(), rest.values())))
+    self._epoch_c = {variants[0]: first_c, **{v: c for (kind, v), c in compiled.items() if kind == 'epoch'}}
+    self._eval_c = {level: c for (kind, level), c in compiled.items() if kind == 'eval'}
+    return flop_counts
 
   def program_fingerprint(self, *, epoch_evals: bool = True) -> dict[str, Any] | None:
     if jax.process_count() > 1:
@@ -540,7 +554,7 @@ class Cifar10Workload(Workload):
     self._epoch_c = {name.endswith('True'): c for name, c in programs.items() if name.startswith('epoch/')}
     self._eval_c = {int(name.rsplit('=', 1)[1]): c for name, c in programs.items() if name.startswith('eval/')}
 
-  def _flop_counts(self, state) -> FlopCounts:
+  def _flop_counts(self, state, variants: Sequence[bool]) -> FlopCounts:
     """Per-example model FLOPs (convs + matmuls) of one train step and one TTA eval forward."""
     bs, ebs = self.recipe.batch_size, self.recipe.eval_batch_size
     dtype = jnp.dtype(self.recipe.dtype)
@@ -557,7 +571,7 @@ class Cifar10Workload(Workload):
       eval_per_example = per_image(0) + per_image(level) * (-(-selected // ebs) * ebs) / self.num_test
     # Model FLOPs as executed: steps that prune the frozen layer's gradients do less work.
     per_variant = {v: flops.count_flops(functools.partial(self._train_step, whiten_trainable=v), state, x, y) / bs
-                   for v in self._epoch_c}
+                   for v in variants}
     steps = {v: sum(hi - lo for e in range(self.num_epochs) for w, lo, hi in self.epoch_segments(e) if w == v)
              for v in per_variant}
     train = sum(per_variant[v] * steps[v] for v in per_variant) / max(sum(steps.values()), 1)
