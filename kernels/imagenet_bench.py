@@ -171,6 +171,9 @@ def bench_model(args) -> dict:
     except Exception as e:  # e.g. out of memory at a large batch: report it, keep going
       row['error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'
     results.append(row)
+    # One line per batch size as it finishes: a run cut off by a time limit still shows these.
+    print(f"  batch/device {per_device}: {fmt(row.get('images_per_s_per_device'), 0)} img/s/device, step "
+          f"{fmt(row.get('step_ms'))} ms, compile {fmt(row.get('compile_s'))} s {row.get('error', '')}", flush=True)
   best = max((r for r in results if 'images_per_s_per_device' in r),
              key=lambda r: r['images_per_s_per_device'], default=None)
   out = {'device': device, 'peak_tflops_per_device': peak, 'peak_source': peak_source,
