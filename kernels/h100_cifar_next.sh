@@ -13,6 +13,7 @@
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh warm3   # ~2 min
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh final4  # ~3 min
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh wall6   # ~4 min
+#   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh warm6   # ~2 min
 #   RECIPE="..." bash kernels/h100_cifar_next.sh round3   # 7.0 and 7.15 epochs over 20 seeds, then 3 + 4
 # 'ab' was measured on 2026-11-23 (fourth session, experiments/results/cifar10_jpeg/
 # h100_2026-11-23_bn_pool_hiverge): argmax -3.5%, fused BN -0.2%, both -4.8%, hiverge -4.9%.
@@ -33,7 +34,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -153,6 +154,21 @@ VARIANTS
     --exe_cache_dir=/tmp/jaxcache6/dawnjax_executables 2>&1 | grep -v '^[IW]1' | tee $OUT/startup_probe.txt
   echo "level0_cold1 1 -- $RECIPE --xla_gpu_autotune_level=0" | AB_TIMEOUT=${LEVEL0_TIMEOUT:-100} \
     bash kernels/h100_cifar_speed_ab.sh
+fi
+if [ "$part" = warm6 ]; then
+  # wall6 measured (sixth session, call 1): warm wall 4.3 / 4.4 s (executable cache loaded on 4
+  # threads: 0.48 s vs 0.93 s on 1), cold 33.4 s as the machine's first process but compile 20.3 s in
+  # a later process without any cache. Here: how repeatable the warm wall is (5 processes), and the
+  # cold wall of a process that is not the machine's first (predicted ~24 s).
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+cold1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+cold_again 1 -- $RECIPE
+warm_exe_a 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+warm_exe_b 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+warm_exe_c 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+warm_exe_d 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+warm_exe_e 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
