@@ -66,6 +66,9 @@ def parse_args(argv=None):
   p.add_argument('--pool_impl', default='window', help="stem max-pool: 'window' or 'argmax' (fused backward)")
   p.add_argument('--space_to_depth', action='store_true',
                  help='Stem on a 2x2 space-to-depth input (4x4 conv instead of 7x7 on 3 channels)')
+  p.add_argument('--ghost_batch_size', type=int, default=0,
+                 help='BatchNorm statistics over groups of this many images (0: the global batch, one '
+                      'all-reduce per BatchNorm layer across devices; the per-device batch: local BN)')
   p.add_argument('--num_classes', type=int, default=1000)
   p.add_argument('--num_devices', type=int, default=None, help='default: all visible')
   p.add_argument('--model_budget_s', type=float, default=150.0,
@@ -126,7 +129,8 @@ def bench_model(args) -> dict:
     recipe = wl.ImageNetRecipe(model=args.model, width=args.width, dtype=args.dtype,
                                stages=(f'0:{args.image_size}:{batch}',), epochs=1,
                                optimizer=args.optimizer, warmup_epochs=0.0, bn_impl=args.bn_impl,
-                               space_to_depth=args.space_to_depth, pool_impl=args.pool_impl)
+                               space_to_depth=args.space_to_depth, pool_impl=args.pool_impl,
+                               ghost_batch_size=args.ghost_batch_size)
     stages = wl.plan_stages(wl.parse_stages(recipe.stages, 1, recipe.min_scale), 1, batch * 1000)
     model = wl.model_from_recipe(recipe, args.num_classes)
     tx = wl.make_optimizer(recipe, wl.learning_rate_fn(recipe, stages))
@@ -179,6 +183,7 @@ def bench_model(args) -> dict:
   out = {'device': device, 'peak_tflops_per_device': peak, 'peak_source': peak_source,
          'model': args.model, 'width': args.width, 'image_size': args.image_size, 'dtype': args.dtype,
          'optimizer': args.optimizer, 'bn_impl': args.bn_impl, 'space_to_depth': args.space_to_depth, 'pool_impl': args.pool_impl,
+         'ghost_batch_size': args.ghost_batch_size,
          'data': 'synthetic uint8, device-resident', 'runs': results,
          'best_images_per_s_per_device': best['images_per_s_per_device'] if best else None,
          'flops_note': "model FLOPs of the train step counted from its jaxpr (2 x multiply-adds of "
