@@ -7,6 +7,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+# Keller Jordan's Newton-Schulz coefficients (defined without optax, for the recipes' flags): they
+# maximise the slope at zero so a few iterations suffice, at the price of not converging exactly to 1.
+from dawnjax.recipe_choices import NS_COEFFICIENTS
+
 Schedule = Callable[[jax.Array], jax.Array]
 
 
@@ -44,9 +48,6 @@ def freeze_after(num_steps: int) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-# Keller Jordan's quintic coefficients: they maximise the slope at zero so a few iterations
-# suffice, at the price of not converging exactly to 1.
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
 def newton_schulz(g: jax.Array, steps: int = 3, eps: float = 1e-7, dtype=jnp.bfloat16,

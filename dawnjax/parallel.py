@@ -19,11 +19,30 @@ DATA_AXIS = 'data'
 
 
 def maybe_initialize_distributed() -> None:
-  """Joins a multi-host job when the launcher says there is one (Cloud TPU or SLURM/env vars)."""
-  if jax.process_count() > 1:
+  """Joins a multi-host job when the launcher says there is one; must run before anything starts
+  JAX's backends (jax.distributed refuses to initialise after that).
+
+  `JAX_COORDINATOR_ADDRESS=host:port` with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` (dawnjax reads
+  these two; a cluster JAX detects itself, e.g. SLURM or Open MPI, may supply them instead), or
+  `DAWNJAX_MULTIHOST=1` where JAX detects everything (Cloud TPU pods).
+  """
+  if jax.distributed.is_initialized():
+    return  # the launcher did it
+  address = os.environ.get('JAX_COORDINATOR_ADDRESS')
+  if not (address or os.environ.get('DAWNJAX_MULTIHOST') == '1'):
     return
-  if os.environ.get('JAX_COORDINATOR_ADDRESS') or os.environ.get('DAWNJAX_MULTIHOST') == '1':
-    jax.distributed.initialize()
+  kwargs = {}
+  for key, env in (('num_processes', 'JAX_NUM_PROCESSES'), ('process_id', 'JAX_PROCESS_ID')):
+    if (value := os.environ.get(env)) is not None:
+      try:
+        kwargs[key] = int(value)
+      except ValueError:
+        raise ConfigError(f'{env}={value!r}: expected an integer') from None
+  try:
+    jax.distributed.initialize(address, **kwargs)
+  except (ValueError, RuntimeError) as e:
+    raise ConfigError(f'multi-host start-up (JAX_COORDINATOR_ADDRESS={address!r}, {kwargs or "nothing else set"}) '
+                      f'failed: {str(e).splitlines()[0]}') from None
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

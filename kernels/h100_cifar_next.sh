@@ -14,6 +14,7 @@
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh final4  # ~3 min
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh wall6   # ~4 min
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh warm6   # ~2 min
+#   OLD=../old RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh wall7   # ~5 min
 #   RECIPE="..." bash kernels/h100_cifar_next.sh round3   # 7.0 and 7.15 epochs over 20 seeds, then 3 + 4
 # 'ab' was measured on 2026-11-23 (fourth session, experiments/results/cifar10_jpeg/
 # h100_2026-11-23_bn_pool_hiverge): argmax -3.5%, fused BN -0.2%, both -4.8%, hiverge -4.9%.
@@ -34,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -168,6 +169,33 @@ warm_exe_b 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
 warm_exe_c 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
 warm_exe_d 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
 warm_exe_e 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
+VARIANTS
+fi
+if [ "$part" = wall7 ]; then
+  # Seventh session (any one GPU): the backend now starts on a thread while Flax/optax and the model
+  # import (common.start_backends; predicted warm start-up -0.2..-0.4 s). OLD=DIR is a snapshot of
+  # the commit before, run through PYTHONPATH from this directory; the warm rows alternate old/new
+  # so machine drift hits both. Then the start-up probe without/with the overlap, and 20 seeds of
+  # the new code (timed seconds on this GPU; the change must leave them alone).
+  OLD=${OLD:?OLD=path of a snapshot of the previous commit}
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+new_cold1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+old_cold1 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+old_warm_a 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+new_warm_a 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+old_warm_b 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+new_warm_b 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+old_warm_c 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+new_warm_c 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+VARIANTS
+  for overlap in "" --overlap_backend "" --overlap_backend; do
+    echo "== startup_probe $overlap" >> $OUT/startup_probe.txt
+    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz \
+      --cache_dir=/tmp/cache $overlap 2>&1 | grep -v '^[IW]1' >> $OUT/startup_probe.txt
+  done
+  cat $OUT/startup_probe.txt
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+final20 20 -- $RECIPE
 VARIANTS
 fi
 if [ "$part" = round3 ]; then

@@ -13,7 +13,7 @@ FLAGS = flags.FLAGS
 common.define_common_flags()
 
 def _define_recipe_flags() -> None:
-  from dawnjax.workloads.cifar10 import CifarRecipe
+  from dawnjax.workloads.cifar10_recipe import CifarRecipe
   defaults = CifarRecipe()
   helps = {
       'optimizer': "'sgd' (airbench94: SGD-Nesterov per-group rates + lookahead) or 'muon' (airbench94_muon).",
@@ -77,7 +77,7 @@ flags.DEFINE_bool('warm_up', True, 'Execute init, the first epoch of each epoch 
 
 
 def recipe_from_flags():
-  from dawnjax.workloads.cifar10 import CifarRecipe, recipe_from_config
+  from dawnjax.workloads.cifar10_recipe import CifarRecipe, recipe_from_config
   return recipe_from_config({field.name: FLAGS[field.name].value for field in dataclasses.fields(CifarRecipe)})
 
 
@@ -88,12 +88,12 @@ def run() -> int:
                       'class-folder images, or a TFDS data dir)')
   common.require_output_dir()
   common.configure_jax()
+  common.start_backends()  # on a thread: the imports below (Flax, optax, the model) overlap it
   from dawnjax import parallel
   from dawnjax.data.cifar10 import load_cifar10
   from dawnjax.experiments import runner
   from dawnjax.workloads.cifar10 import Cifar10Workload
 
-  parallel.maybe_initialize_distributed()
   mesh = parallel.make_mesh(FLAGS.num_devices)
   cache_dir = common.default_cache_dir(FLAGS.data_dir)
   workload = Cifar10Workload(

@@ -1,0 +1,13 @@
+"""The named choices recipes are validated against, importable without JAX, Flax or optax.
+
+Entry points define and check their flags from these before JAX's backend starts; the models and
+the optimizers import the same names, so there is one list of each.
+"""
+
+# Conv-block nonlinearities of the airbench nets (models/airbench.activation_fn).
+ACTIVATIONS = ('gelu', 'silu')
+# 'flax': nn.BatchNorm then the activation, differentiated by autodiff; 'fused': BatchNormAct, the
+# same forward with a two-pass hand-written backward (dawnjax/models/batchnorm.py).
+BN_IMPLS = ('flax', 'fused')
+# Newton-Schulz quintic coefficients (a, b, c) of Muon's orthogonalisation (Keller Jordan's).
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
