@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -197,6 +197,30 @@ VARIANTS
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 final20 20 -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = wall7b ]; then
+  # wall7 measured on an H200 (seventh session, call 1): the probe gained 0.20-0.23 s from the
+  # backend thread, but three alternating old/new warm pairs did not show it (old 5.4-6.0 s, new
+  # 5.6-6.1 s): too few pairs for the machine's +-0.3 s. Here eight pairs, two more probe pairs, and
+  # what the warm-up costs and buys on a cache hit (--nowarm_up: seed 0 pays first-execution costs).
+  OLD=${OLD:?OLD=path of a snapshot of the previous commit}
+  {
+    echo "new_cold1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new"
+    echo "old_cold1 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old"
+    for i in 1 2 3 4 5 6 7 8; do
+      echo "old_warm_$i 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old"
+      echo "new_warm_$i 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new"
+    done
+    for i in 1 2; do
+      echo "new_nowarmup_$i 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new --nowarm_up"
+      echo "new_warm_x$i 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new"
+    done
+  } | bash kernels/h100_cifar_speed_ab.sh
+  for overlap in "" --overlap_backend "" --overlap_backend; do
+    echo "== startup_probe $overlap" >> $OUT/startup_probe.txt
+    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz \
+      --cache_dir=/tmp/cache $overlap 2>&1 | grep -v '^[IW]1' >> $OUT/startup_probe.txt
+  done
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
