@@ -172,8 +172,9 @@ warm_exe_e 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache7
 VARIANTS
 fi
 if [ "$part" = wall7 ]; then
-  # Seventh session (any one GPU): the backend now starts on a thread while Flax/optax and the model
-  # import (common.start_backends; predicted warm start-up -0.2..-0.4 s). OLD=DIR is a snapshot of
+  # Seventh session (any one GPU): commit 8e9229e started the backend on a thread while Flax/optax
+  # and the model imported (common.start_backends; predicted warm start-up -0.2..-0.4 s; reverted
+  # after wall7b measured no gain in the entry point). OLD=DIR is a snapshot of
   # the commit before, run through PYTHONPATH from this directory; the warm rows alternate old/new
   # so machine drift hits both. Then the start-up probe without/with the overlap, and 20 seeds of
   # the new code (timed seconds on this GPU; the change must leave them alone).
@@ -203,6 +204,7 @@ if [ "$part" = wall7b ]; then
   # backend thread, but three alternating old/new warm pairs did not show it (old 5.4-6.0 s, new
   # 5.6-6.1 s): too few pairs for the machine's +-0.3 s. Here eight pairs, two more probe pairs, and
   # what the warm-up costs and buys on a cache hit (--nowarm_up: seed 0 pays first-execution costs).
+  # Run at commit 5e1d15b (OLD = 631abc3); the probe's --overlap_backend existed there.
   OLD=${OLD:?OLD=path of a snapshot of the previous commit}
   {
     echo "new_cold1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new"

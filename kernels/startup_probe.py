@@ -6,7 +6,6 @@ a second host->device upload. Run from the repo root with the dataset cache alre
 
   python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache
   [--exe_cache_dir=JAXCACHE/dawnjax_executables]   # + executable-cache loads, 1 thread vs 4
-  [--overlap_backend]   # start the backend on a thread before the Flax/optax imports, as the entry point does
 Environment variables that change the backend's start (e.g. XLA_PYTHON_CLIENT_PREALLOCATE=false,
 which stops JAX reserving 75% of GPU memory up front) apply as usual.
 """
@@ -28,9 +27,6 @@ def main() -> None:
   p.add_argument('--exe_cache_dir', default=None,
                  help='a dawnjax_executables directory: time loading each entry with 1 and 4 threads, '
                       'alternately (twice each)')
-  p.add_argument('--overlap_backend', action='store_true',
-                 help='start the backend on a thread (common.start_backends) before importing Flax and '
-                      'optax, as the CIFAR-10 entry point does; the backend row is then the wait left over')
   args = p.parse_args()
   rows = [('process start -> first line of this script', WALL0 - PROCESS_START)]
   mark = time.perf_counter()
@@ -43,8 +39,6 @@ def main() -> None:
 
   import jax
   step('import jax')
-  if args.overlap_backend:
-    common.start_backends()
   import flax.linen  # noqa: F401
   import optax  # noqa: F401
   step('import flax.linen + optax')
@@ -53,8 +47,7 @@ def main() -> None:
   import numpy as np
   from dawnjax import parallel
   mesh = parallel.make_mesh(None)
-  step(f'JAX backend start{" (what is left: started on a thread)" if args.overlap_backend else ""} '
-       f'({jax.devices()[0].device_kind})')
+  step(f'JAX backend start ({jax.devices()[0].device_kind})')
   from dawnjax.data.cifar10 import load_cifar10
   data = load_cifar10(args.data_dir, cache_dir=args.cache_dir)
   step('open the uint8 cache (memory map)')

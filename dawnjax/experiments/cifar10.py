@@ -88,12 +88,12 @@ def run() -> int:
                       'class-folder images, or a TFDS data dir)')
   common.require_output_dir()
   common.configure_jax()
-  common.start_backends()  # on a thread: the imports below (Flax, optax, the model) overlap it
   from dawnjax import parallel
   from dawnjax.data.cifar10 import load_cifar10
   from dawnjax.experiments import runner
   from dawnjax.workloads.cifar10 import Cifar10Workload
 
+  parallel.maybe_initialize_distributed()
   mesh = parallel.make_mesh(FLAGS.num_devices)
   cache_dir = common.default_cache_dir(FLAGS.data_dir)
   workload = Cifar10Workload(

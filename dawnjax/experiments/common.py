@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from typing import Any, Callable
 
@@ -100,29 +99,6 @@ def configure_jax() -> None:
     # Cache every program: the whole point is a warm start of the benchmark command.
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
-
-
-def start_backends() -> threading.Thread:
-  """Joins a multi-host job if there is one, then starts JAX's backends on a daemon thread.
-
-  Creating the CUDA client takes ~0.4 s and releases the GIL, so the caller's next imports (Flax,
-  optax, the model: ~0.3 s) run meanwhile. Whoever needs devices just calls jax.devices(): JAX
-  initialises its backends under a lock, so that call waits for this thread and raises any error
-  itself. Call after configure_jax (the XLA flags must be in place).
-  """
-  from dawnjax import parallel
-  parallel.maybe_initialize_distributed()
-
-  def start() -> None:
-    import jax
-    try:
-      jax.devices()
-    except Exception:  # pylint: disable=broad-except
-      pass  # the caller's own jax.devices() raises it where it can be reported
-
-  thread = threading.Thread(target=start, name='jax-backend-start', daemon=True)
-  thread.start()
-  return thread
 
 
 def flag_values(module_names: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -129,11 +129,11 @@ def run() -> int:
                       'a TFDS data dir; or pass --dataset=synthetic')
   common.require_output_dir()
   common.configure_jax()
-  common.start_backends()  # on a thread: the imports below overlap it
   from dawnjax import parallel
   from dawnjax.experiments import runner
   from dawnjax.workloads.imagenet import ImageNetWorkload
 
+  parallel.maybe_initialize_distributed()
   mesh = parallel.make_mesh(FLAGS.num_devices)
   workload = ImageNetWorkload(recipe_from_flags(), mesh, data_config_from_flags(),
                               target=FLAGS.target, target_metric=FLAGS.target_metric)

@@ -133,7 +133,6 @@ def run() -> int:
     for split in ('train', 'dev'):  # fail in seconds, before the model is read or compiled
       squad_data.find_squad(config.data_dir, split, config.source)
   common.configure_jax()
-  common.start_backends()  # on a thread: the imports below overlap it
   from dawnjax import parallel
   from dawnjax.experiments import runner
   from dawnjax.workloads.base import Target

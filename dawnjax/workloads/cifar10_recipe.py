@@ -1,8 +1,8 @@
 """The CIFAR-10 recipe: every choice a submission makes, as one frozen dataclass.
 
-Kept apart from the workload so that the entry point can define its flags from it without importing
-Flax, optax or the model: `dawnjax.experiments.cifar10` starts JAX's backend on a thread first and
-imports those while the backend comes up.
+Kept apart from the workload (which imports Flax, optax and the model) so that the entry point
+defines, parses and checks its flags before importing JAX at all: a mistyped flag or a missing
+--data_dir is reported in ~0.1 s instead of after JAX's 1-2 s import.
 """
 from __future__ import annotations
 
