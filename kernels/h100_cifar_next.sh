@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -223,6 +223,27 @@ if [ "$part" = wall7b ]; then
     XLA_PYTHON_CLIENT_PREALLOCATE=false python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz \
       --cache_dir=/tmp/cache $overlap 2>&1 | grep -v '^[IW]1' >> $OUT/startup_probe.txt
   done
+fi
+if [ "$part" = compile7 ]; then
+  # Where the ~15-20 s of the cold epoch-program compile go (goal: cold wall <= 20 s): one cold seed
+  # with XLA's scoped timers and autotuner logs (VLOG 1), and the autotuning results dumped (how
+  # many convolutions/fusions were tuned). kernels/compile_log_summary.py totals the log.
+  mkdir -p $OUT/compile7
+  echo "vlog1 1 TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=gpu_compiler=1,nvptx_compiler=1,conv_algorithm_picker=1,gemm_algorithm_picker=1,autotuner_util=1,gemm_fusion_autotuner=1,autotuner_compile_util=1 XLA_FLAGS=--xla_gpu_dump_autotune_results_to=$OUT/compile7/autotune_results.txt -- $RECIPE" \
+    | bash kernels/h100_cifar_speed_ab.sh
+  cp $OUT/runs/vlog1.log $OUT/compile7/vlog1.log
+  python3 kernels/compile_log_summary.py $OUT/compile7/vlog1.log | tee $OUT/compile7/summary.txt
+  # The XLA GPU flags this build knows (an unknown flag in XLA_FLAGS aborts the process).
+  python3 - > $OUT/compile7/xla_gpu_flags.txt <<'PY'
+import glob, os, re, jax, jaxlib
+roots = [os.path.dirname(jaxlib.__file__)] + [os.path.dirname(p) for p in glob.glob(os.path.join(os.path.dirname(os.path.dirname(jax.__file__)), 'jax_plugins', '*', '__init__.py'))]
+names = set()
+for root in roots:
+  for so in glob.glob(os.path.join(root, '**', '*.so'), recursive=True):
+    names |= set(re.findall(rb'xla_gpu_[a-z0-9_]+', open(so, 'rb').read()))
+print('\n'.join(sorted(n.decode() for n in names)))
+PY
+  wc -l $OUT/compile7/xla_gpu_flags.txt
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
