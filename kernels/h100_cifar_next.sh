@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -258,6 +258,17 @@ base20 20 -- $RECIPE
 nofusiontune20 20 XLA_FLAGS=--xla_gpu_experimental_enable_fusion_autotuner=false -- $RECIPE
 maxsol2_20 20 XLA_FLAGS=--xla_gpu_autotune_max_solutions=2 -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = compile7c ]; then
+  # compile7b measured (H200, 20 seeds each): fusion autotuner off -1.3 s of the epoch program's
+  # 15.3 s (timed +0.4%); --xla_gpu_autotune_max_solutions=2 nothing. So which HLO passes hold the
+  # 15 s: one cold seed with hlo_pass_pipeline's per-pass log lines.
+  mkdir -p $OUT/compile7c
+  echo "passes1 1 TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=hlo_pass_pipeline=1,gpu_compiler=1 -- $RECIPE" \
+    | bash kernels/h100_cifar_speed_ab.sh
+  cp $OUT/runs/passes1.log $OUT/compile7c/passes1.log
+  python3 kernels/compile_log_summary.py $OUT/compile7c/passes1.log --top=40 | tee $OUT/compile7c/summary.txt
+  gzip $OUT/compile7c/passes1.log
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
