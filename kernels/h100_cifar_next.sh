@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -269,6 +269,21 @@ if [ "$part" = compile7c ]; then
   cp $OUT/runs/passes1.log $OUT/compile7c/passes1.log
   python3 kernels/compile_log_summary.py $OUT/compile7c/passes1.log --top=40 | tee $OUT/compile7c/summary.txt
   gzip $OUT/compile7c/passes1.log
+fi
+if [ "$part" = loop7 ]; then
+  # The epoch program is a while loop over steps. XLA's default command buffers (this build:
+  # CONDITIONAL, CUBLAS, CUBLASLT, CUDNN, CUSTOM_CALL, DYNAMIC_SLICE_FUSION, FUSION) capture each
+  # step's kernels, but not the loop: the host reads the loop predicate back every step and then
+  # launches the next step, and the GPU idles meanwhile (device busy 95.3% in the fourth-session
+  # profile). WHILE puts the whole loop in one CUDA graph with a device-side condition. Predicted
+  # -2..-5% timed. concurrent: graph regions of independent kernels run concurrently.
+  CB=CONDITIONAL,CUBLAS,CUBLASLT,CUDNN,CUSTOM_CALL,DYNAMIC_SLICE_FUSION,FUSION
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+base20 20 -- $RECIPE
+while20 20 XLA_FLAGS=--xla_gpu_enable_command_buffer=$CB,WHILE -- $RECIPE
+while_conc20 20 XLA_FLAGS='--xla_gpu_enable_command_buffer=$CB,WHILE --xla_gpu_graph_enable_concurrent_region=true' -- $RECIPE
+base20_again 20 -- $RECIPE
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

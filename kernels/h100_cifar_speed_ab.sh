@@ -21,7 +21,8 @@ while read -r name seeds rest; do
   [ -z "$name" ] || [ "${name:0:1}" = "#" ] && continue
   envs=" ${rest%% -- *}"; flagsv=" ${rest#* -- }"  # split on the first " -- " only
   [ "${rest#-- }" != "$rest" ] && envs="" && flagsv=" ${rest#-- }"
-  /usr/bin/time -f "process_wall %e" timeout ${AB_TIMEOUT:-0} env JAX_LOG_COMPILES=1 $envs python3 -m dawnjax.experiments.cifar10 \
+  # eval: an ENV value may hold spaces when quoted, e.g. XLA_FLAGS='--xla_a=1 --xla_b=2'.
+  eval /usr/bin/time -f '"process_wall %e"' timeout ${AB_TIMEOUT:-0} env JAX_LOG_COMPILES=1 $envs python3 -m dawnjax.experiments.cifar10 \
     --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --seeds=$seeds --noeval_every_epoch \
     --notensorboard --noexport_model --output_dir=$R/$name $flagsv > $R/$name.log 2>&1
   python3 - $R/$name $name "$envs" "$flagsv" <<'PY'
