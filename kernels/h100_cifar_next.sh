@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -284,6 +284,26 @@ while20 20 XLA_FLAGS=--xla_gpu_enable_command_buffer=$CB,WHILE -- $RECIPE
 while_conc20 20 XLA_FLAGS='--xla_gpu_enable_command_buffer=$CB,WHILE --xla_gpu_graph_enable_concurrent_region=true' -- $RECIPE
 base20_again 20 -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = infer7 ]; then
+  # Batch-1 latency of the served model (issue 6; goal <= 0.10 ms, measured 0.33-0.40 ms
+  # device-resident on an H100, of which ~0.13 ms is device work). This build already puts
+  # fusions, cuDNN and cuBLAS calls in command buffers (CUDA graphs) of >= 5 commands and updates
+  # a graph whenever a buffer address changes (ALWAYS_UPDATE). Rows: command buffers off; graphs
+  # from 1 command; SKIP_TEMP (temporaries at stable virtual addresses, so only the nodes that
+  # touch the input and output are updated). Native function only, device and host input.
+  R=/tmp/infer7; mkdir -p $R $OUT/infer7
+  python3 -m dawnjax.experiments.cifar10 $RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache \
+    --seeds=1 --noeval_every_epoch --notensorboard --output_dir=$R/train 2>&1 | grep -v '^[IW]1' | tail -2
+  infer() { name=$1; shift; env "$@" python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train \
+    --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host \
+    --nowrite_exported --throughput_batch=0 2>&1 | grep -v '^[IW]1' > $OUT/infer7/$name.log
+    echo "== $name: $*"; tail -14 $OUT/infer7/$name.log; cp $R/$name/summary.json $OUT/infer7/$name.summary.json; }
+  infer default
+  infer cmdbuf_off XLA_FLAGS=--xla_gpu_enable_command_buffer=
+  infer graph1 XLA_FLAGS=--xla_gpu_graph_min_graph_size=1
+  infer skip_temp XLA_FLAGS=--xla_gpu_command_buffer_update_mode=SKIP_TEMP
+  infer graph1_skip_temp "XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 --xla_gpu_command_buffer_update_mode=SKIP_TEMP"
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
