@@ -298,7 +298,7 @@ if [ "$part" = infer7 ]; then
   infer() { name=$1; shift; env "$@" python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train \
     --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host \
     --nowrite_exported --throughput_batch=0 2>&1 | grep -v '^[IW]1' > $OUT/infer7/$name.log
-    echo "== $name: $*"; tail -14 $OUT/infer7/$name.log; cp $R/$name/summary.json $OUT/infer7/$name.summary.json; }
+    echo "== $name: $*"; tail -14 $OUT/infer7/$name.log; cp $R/$name/inference_summary.json $OUT/infer7/$name.summary.json; }
   infer default
   infer cmdbuf_off XLA_FLAGS=--xla_gpu_enable_command_buffer=
   infer graph1 XLA_FLAGS=--xla_gpu_graph_min_graph_size=1
