@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -304,6 +304,17 @@ if [ "$part" = infer7 ]; then
   infer graph1 XLA_FLAGS=--xla_gpu_graph_min_graph_size=1
   infer skip_temp XLA_FLAGS=--xla_gpu_command_buffer_update_mode=SKIP_TEMP
   infer graph1_skip_temp "XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 --xla_gpu_command_buffer_update_mode=SKIP_TEMP"
+fi
+if [ "$part" = convfusion7 ]; then
+  # XLA's experimental convolution fusion: convolutions become cuDNN graph fusions that can take
+  # neighbouring elementwise ops (BatchNorm apply, activation) as prologue/epilogue, instead of
+  # custom calls with separate elementwise kernels (21% of the step in the fourth-session profile).
+  # Predicted: 0..-10% timed if it fuses, or a failure/slowdown (experimental). Capped at 150 s.
+  AB_TIMEOUT=150 bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+base20 20 -- $RECIPE
+convfusion20 20 XLA_FLAGS=--xla_gpu_experimental_enable_conv_fusion=true -- $RECIPE
+convfusion_rt20 20 XLA_FLAGS='--xla_gpu_experimental_enable_conv_fusion=true --xla_gpu_use_runtime_fusion=true' -- $RECIPE
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
