@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -315,6 +315,11 @@ base20 20 -- $RECIPE
 convfusion20 20 XLA_FLAGS=--xla_gpu_experimental_enable_conv_fusion=true -- $RECIPE
 convfusion_rt20 20 XLA_FLAGS='--xla_gpu_experimental_enable_conv_fusion=true --xla_gpu_use_runtime_fusion=true' -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = profile7 ]; then
+  # Where fast.flags' step goes on the GPU at hand (the last profile is the fourth session's, on an
+  # H100): epochs 3-4 of one seed traced, every kernel named by its JAX op from the optimised HLO.
+  profile fast7 $RECIPE
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
