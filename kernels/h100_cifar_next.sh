@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -320,6 +320,19 @@ if [ "$part" = profile7 ]; then
   # Where fast.flags' step goes on the GPU at hand (the last profile is the fourth session's, on an
   # H100): epochs 3-4 of one seed traced, every kernel named by its JAX op from the optimised HLO.
   profile fast7 $RECIPE
+fi
+if [ "$part" = poolbwd7 ]; then
+  # The argmax pool's backward written at the input's full size in one pass (gathered window
+  # gradient and index) instead of on the cropped grid and then padded: the H200 profile showed
+  # block2's pool backward as a select pass plus a pad pass (0.2 ms of a 4 ms step). Predicted
+  # -1..-3% timed. OLD=DIR: snapshot of the commit before; ABBA order, 20 seeds each.
+  OLD=${OLD:?OLD=path of a snapshot of the previous commit}
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+old20 20 PYTHONPATH=$OLD -- $RECIPE
+new20 20 -- $RECIPE
+new20_b 20 -- $RECIPE
+old20_b 20 PYTHONPATH=$OLD -- $RECIPE
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
