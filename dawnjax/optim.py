@@ -48,8 +48,6 @@ def freeze_after(num_steps: int) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-
-
 def newton_schulz(g: jax.Array, steps: int = 3, eps: float = 1e-7, dtype=jnp.bfloat16,
                   coefficients: Sequence[float] = NS_COEFFICIENTS) -> jax.Array:
   """Approximately orthogonalises a matrix (its singular values pushed towards 1), in bf16.

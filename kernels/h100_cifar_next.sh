@@ -51,6 +51,24 @@ profile() {
   head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
   rm -rf $OUT/runs/prof_$name
 }
+# startup_probes OPTS...: one start-up probe per argument ('' = plain), appended to
+# $OUT/startup_probe.txt. --overlap_backend existed only from 8e9229e to 5c625c6 (reverted), where
+# parts wall7 and wall7b ran.
+startup_probes() {
+  for opt in "$@"; do
+    echo "== startup_probe $opt" >> $OUT/startup_probe.txt
+    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz \
+      --cache_dir=/tmp/cache $opt 2>&1 | grep -v '^[IW]1' >> $OUT/startup_probe.txt
+  done
+}
+# logged_compile DIR NAME ENV...: one cold seed of $RECIPE with the given log environment; its log
+# lands in $OUT/DIR/NAME.log for kernels/compile_log_summary.py.
+logged_compile() {
+  local dir=$1 name=$2; shift 2
+  mkdir -p $OUT/$dir
+  echo "$name 1 TF_CPP_MIN_LOG_LEVEL=0 $* -- $RECIPE" | bash kernels/h100_cifar_speed_ab.sh
+  cp $OUT/runs/$name.log $OUT/$dir/$name.log
+}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
@@ -189,11 +207,7 @@ new_warm_b 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
 old_warm_c 1 PYTHONPATH=$OLD -- $RECIPE --compilation_cache_dir=/tmp/jc_old
 new_warm_c 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
 VARIANTS
-  for overlap in "" --overlap_backend "" --overlap_backend; do
-    echo "== startup_probe $overlap" >> $OUT/startup_probe.txt
-    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz \
-      --cache_dir=/tmp/cache $overlap 2>&1 | grep -v '^[IW]1' >> $OUT/startup_probe.txt
-  done
+  startup_probes '' --overlap_backend '' --overlap_backend
   cat $OUT/startup_probe.txt
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 final20 20 -- $RECIPE
@@ -218,20 +232,14 @@ if [ "$part" = wall7b ]; then
       echo "new_warm_x$i 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new"
     done
   } | bash kernels/h100_cifar_speed_ab.sh
-  for overlap in "" --overlap_backend "" --overlap_backend; do
-    echo "== startup_probe $overlap" >> $OUT/startup_probe.txt
-    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 kernels/startup_probe.py --data_dir=.data/cifar10-jpeg.tar.gz \
-      --cache_dir=/tmp/cache $overlap 2>&1 | grep -v '^[IW]1' >> $OUT/startup_probe.txt
-  done
+  startup_probes '' --overlap_backend '' --overlap_backend
 fi
 if [ "$part" = compile7 ]; then
   # Where the ~15-20 s of the cold epoch-program compile go (goal: cold wall <= 20 s): one cold seed
   # with XLA's scoped timers and autotuner logs (VLOG 1), and the autotuning results dumped (how
   # many convolutions/fusions were tuned). kernels/compile_log_summary.py totals the log.
-  mkdir -p $OUT/compile7
-  echo "vlog1 1 TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=gpu_compiler=1,nvptx_compiler=1,conv_algorithm_picker=1,gemm_algorithm_picker=1,autotuner_util=1,gemm_fusion_autotuner=1,autotuner_compile_util=1 XLA_FLAGS=--xla_gpu_dump_autotune_results_to=$OUT/compile7/autotune_results.txt -- $RECIPE" \
-    | bash kernels/h100_cifar_speed_ab.sh
-  cp $OUT/runs/vlog1.log $OUT/compile7/vlog1.log
+  logged_compile compile7 vlog1 TF_CPP_VMODULE=gpu_compiler=1,nvptx_compiler=1,conv_algorithm_picker=1,gemm_algorithm_picker=1,autotuner_util=1,gemm_fusion_autotuner=1,autotuner_compile_util=1 \
+    XLA_FLAGS=--xla_gpu_dump_autotune_results_to=$OUT/compile7/autotune_results.txt
   python3 kernels/compile_log_summary.py $OUT/compile7/vlog1.log | tee $OUT/compile7/summary.txt
   # The XLA GPU flags this build knows (an unknown flag in XLA_FLAGS aborts the process).
   python3 - > $OUT/compile7/xla_gpu_flags.txt <<'PY'
@@ -263,10 +271,7 @@ if [ "$part" = compile7c ]; then
   # compile7b measured (H200, 20 seeds each): fusion autotuner off -1.3 s of the epoch program's
   # 15.3 s (timed +0.4%); --xla_gpu_autotune_max_solutions=2 nothing. So which HLO passes hold the
   # 15 s: one cold seed with hlo_pass_pipeline's per-pass log lines.
-  mkdir -p $OUT/compile7c
-  echo "passes1 1 TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=hlo_pass_pipeline=1,gpu_compiler=1 -- $RECIPE" \
-    | bash kernels/h100_cifar_speed_ab.sh
-  cp $OUT/runs/passes1.log $OUT/compile7c/passes1.log
+  logged_compile compile7c passes1 TF_CPP_VMODULE=hlo_pass_pipeline=1,gpu_compiler=1
   python3 kernels/compile_log_summary.py $OUT/compile7c/passes1.log --top=40 | tee $OUT/compile7c/summary.txt
   gzip $OUT/compile7c/passes1.log
 fi

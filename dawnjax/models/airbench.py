@@ -15,7 +15,7 @@ import numpy as np
 
 from dawnjax.models.batchnorm import BatchNormAct
 from dawnjax.models.pooling import max_and_first_index
-from dawnjax.recipe_choices import ACTIVATIONS, BN_IMPLS  # noqa: F401 (re-exported)
+from dawnjax.recipe_choices import ACTIVATIONS
 
 
 def dirac_uniform_init(key, shape, dtype=jnp.float32):
@@ -91,8 +91,6 @@ def _argmax_pool_bwd(k, pad_h, pad_w, first, g):
 
 
 _argmax_pool.defvjp(_argmax_pool_fwd, _argmax_pool_bwd)
-
-
 
 
 def activation_fn(name: str, gelu_approximate: bool = False):

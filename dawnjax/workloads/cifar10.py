@@ -25,7 +25,7 @@ from dawnjax.errors import ConfigError
 from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, whitening_kernel
 from dawnjax.workloads.base import FlopCounts, Target, Workload
 # The recipe lives apart (importable without Flax); re-exported here, where users look for it.
-from dawnjax.workloads.cifar10_recipe import TTA_WEIGHTINGS, CifarRecipe, recipe_from_config  # noqa: F401
+from dawnjax.workloads.cifar10_recipe import CifarRecipe, recipe_from_config
 
 # Official CIFAR-10: DAWNBench's 94% top-1. cifar10_jpeg (lossy JPEG copy): 90.5%, the mean the
 # fastest published 94%-recipes reach on it (../shared/anchors/README.md).
