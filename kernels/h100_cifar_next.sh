@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -338,6 +338,20 @@ new20 20 -- $RECIPE
 new20_b 20 -- $RECIPE
 old20_b 20 PYTHONPATH=$OLD -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = probe8 ]; then
+  # Issue 6: one batch-1 call of the served model split into its floors (kernels/latency_probe.py),
+  # with this build's command buffers and without. Issue 3: each convolution alone at the training
+  # batch with zero-padded channel variants (kernels/conv_shapes_bench.py), under fast.flags' XLA
+  # settings: are the few-channel layers the ones on Ampere-generation kernels, and would padding
+  # them to 32 channels pay for its extra FLOPs?
+  for setting in default cmdbuf_off; do
+    flags=; [ $setting = cmdbuf_off ] && flags=--xla_gpu_enable_command_buffer=
+    XLA_FLAGS="$flags" python3 kernels/latency_probe.py $RECIPE --label=$setting \
+      --json=$OUT/latency_probe_$setting.json 2>&1 | grep -v '^[IW]1' | tee $OUT/latency_probe_$setting.txt
+  done
+  XLA_FLAGS="--xla_gpu_autotune_level=1 --xla_gpu_enable_triton_gemm=false" python3 kernels/conv_shapes_bench.py \
+    2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes.txt
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

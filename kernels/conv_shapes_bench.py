@@ -1,0 +1,73 @@
+"""Each convolution of the CIFAR-10 net timed alone, at the training batch, with its channel-count
+variants: is a layer slow because of its shape, and would zero-padding its channels help?
+
+The H200 profile of fast.flags (results/cifar10_jpeg/h200_2026-12-01_wall7, call 9) shows some
+convolutions running Ampere-generation (sm80 CUTLASS) kernels instead of Hopper ones. The suspects are
+the layers with few channels: the 2x2 whitening conv (3 input channels) and block1's first conv (24
+input channels). Padding with zero channels keeps the network's function (a zero input channel
+with zero weights adds exact zeros) at the price of more FLOPs; this prints whether the kernel
+time goes down anyway.
+
+Each row: forward, filter gradient (wgrad) and input gradient (dgrad) of one conv, bf16 in and out,
+f32 accumulation, NHWC, timed as the mean of --calls back-to-back dispatches (device-bound: the
+queue never drains), after a warm-up. TFLOP/s counts the useful (unpadded) FLOPs.
+
+  python3 kernels/conv_shapes_bench.py [--batch=1536] [--calls=200]
+"""
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# name, spatial size, in channels (real), out channels, kernel, padding, [padded in-channel variants]
+LAYERS = (
+    ('whiten', 32, 3, 24, 2, 'VALID', (4, 8)),
+    ('block1.conv1', 31, 24, 64, 3, 'SAME', (32,)),
+    ('block1.conv2', 15, 64, 64, 3, 'SAME', ()),
+    ('block2.conv1', 15, 64, 256, 3, 'SAME', ()),
+    ('block2.conv2', 7, 256, 256, 3, 'SAME', ()),
+    ('block3.conv2', 3, 256, 256, 3, 'SAME', ()),
+)
+
+
+def conv(x, w, padding):
+  return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                      preferred_element_type=jnp.float32).astype(jnp.bfloat16)
+
+
+def time_fn(fn, args, calls: int) -> float:
+  """Mean ms per call over `calls` back-to-back dispatches (after 20 warm-up calls)."""
+  exe = jax.jit(fn).lower(*args).compile()
+  jax.block_until_ready([exe(*args) for _ in range(20)])
+  start = time.perf_counter()
+  jax.block_until_ready([exe(*args) for _ in range(calls)])
+  return (time.perf_counter() - start) / calls * 1e3
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--batch', type=int, default=1536)
+  p.add_argument('--calls', type=int, default=200)
+  args = p.parse_args()
+  rng = np.random.default_rng(0)
+  print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch}, {args.calls} calls per figure')
+  print(f'{"layer":<14} {"Cin":>4} {"Cout":>4} {"HxW":>5} {"GFLOP":>7} | '
+        f'{"fwd ms":>7} {"TF/s":>5} | {"wgrad ms":>8} {"TF/s":>5} | {"dgrad ms":>8} {"TF/s":>5}')
+  for name, size, cin, cout, k, padding, pads in LAYERS:
+    out_size = size - k + 1 if padding == 'VALID' else size
+    gflop = 2 * args.batch * out_size * out_size * cout * cin * k * k / 1e9
+    for c in (cin, *pads):
+      x = jnp.asarray(rng.standard_normal((args.batch, size, size, c)), jnp.bfloat16)
+      w = jnp.asarray(rng.standard_normal((k, k, c, cout)) * 0.1, jnp.bfloat16)
+      g = jnp.asarray(rng.standard_normal((args.batch, out_size, out_size, cout)), jnp.bfloat16)
+      fwd = time_fn(lambda x, w: conv(x, w, padding), (x, w), args.calls)
+      wgrad = time_fn(lambda x, w, g: jax.vjp(lambda w: conv(x, w, padding), w)[1](g)[0], (x, w, g), args.calls)
+      dgrad = time_fn(lambda x, w, g: jax.vjp(lambda x: conv(x, w, padding), x)[1](g)[0], (x, w, g), args.calls)
+      cells = ' | '.join(f'{ms:{8 if i else 7}.4f} {gflop / ms:5.0f}' for i, ms in enumerate((fwd, wgrad, dgrad)))
+      print(f'{name:<14} {c:>4} {cout:>4} {out_size:>2}x{out_size:<2} {gflop:7.1f} | {cells}', flush=True)
+
+
+if __name__ == '__main__':
+  main()
