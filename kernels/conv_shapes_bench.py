@@ -8,8 +8,8 @@ input channels). Padding with zero channels keeps the network's function (a zero
 with zero weights adds exact zeros) at the price of more FLOPs; this prints whether the kernel
 time goes down anyway.
 
-Each row: forward, filter gradient (wgrad) and input gradient (dgrad) of one conv, bf16 in and out,
-f32 accumulation, NHWC, timed as the mean of --calls back-to-back dispatches (device-bound: the
+Each row: forward, filter gradient (wgrad) and input gradient (dgrad) of one conv, bf16 in and out
+(f32 accumulation inside cuDNN), NHWC, timed as the mean of --calls back-to-back dispatches (device-bound: the
 queue never drains), after a warm-up. TFLOP/s counts the useful (unpadded) FLOPs.
 
   python3 kernels/conv_shapes_bench.py [--batch=1536] [--calls=200]
@@ -33,8 +33,8 @@ LAYERS = (
 
 
 def conv(x, w, padding):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                      preferred_element_type=jnp.float32).astype(jnp.bfloat16)
+  # bf16 in and out, as flax.linen.Conv(dtype=bf16) emits it (cuDNN accumulates in f32 inside).
+  return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def time_fn(fn, args, calls: int) -> float:

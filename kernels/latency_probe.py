@@ -158,6 +158,8 @@ def main(argv):
     jitted = jax.jit(fn)
     rows[f'{tag}_jit'] = _time_each(lambda i: jitted(variables, dev_items[i]).block_until_ready(), n, warm)
     baked = jax.jit(lambda x, fn=fn, v=variables: fn(v, x)).lower(dev_items[0]).compile()
+    census[f'{tag}_baked_entry_parameters'] = len(re.findall(
+        r'parameter\(', baked.as_text()[baked.as_text().index('\nENTRY'):]))
     rows[f'{tag}_baked'] = _time_each(lambda i: baked(dev_items[i]).block_until_ready(), n, warm)
     rows[f'{tag}_host'] = _time_each(
         lambda i: np.asarray(exe(variables, jax.device_put(images[i:i + 1], dev))), n, warm)
@@ -169,7 +171,10 @@ def main(argv):
     cells = ' '.join(f'{s[k]:8.4f}' if k in s else f'{"":>8}' for k in ('mean_ms', 'p50_ms', 'p99_ms', 'min_ms'))
     print(f'{name:<16} {cells}' + (f'  ({s["leaves"]} leaves)' if 'leaves' in s else ''))
   for tag, kinds in census.items():
-    print(f'{tag} thunks: {sum(kinds.values())} = ' + ', '.join(f'{k} {v}' for k, v in kinds.items()))
+    if isinstance(kinds, int):  # 1 = the weights are constants inside the executable, not hoisted arguments
+      print(f'{tag}: {kinds}')
+    else:
+      print(f'{tag} thunks: {sum(kinds.values())} = ' + ', '.join(f'{k} {v}' for k, v in kinds.items()))
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:
       json.dump({'device': dev.device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', ''), 'label': FLAGS.label,

@@ -82,6 +82,25 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
     np.testing.assert_array_equal(run.predictions, np.asarray(jax.jit(classify)(variables, images)))
 
 
+def test_weights_compiled_in_serve_the_same_classes_with_the_input_alone():
+  classify, variables = tiny_model()
+  images = learnable_data(n_train=64, n_test=12).test_images
+  device = jax.devices()[0]
+  variables = jax.device_put(variables, device)
+  predictions = {}
+  for weights in latency.WEIGHTS:
+    call, _ = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device, weights)
+    predictions[weights] = latency.time_items(call, variables, images, device, mode='host', warmup=1).predictions
+    if weights == 'constants':  # the executable holds the weights: a call needs none passed
+      x = jax.device_put(images[:1], device)
+      np.testing.assert_array_equal(call(None, x), predictions['constants'][:1])
+  np.testing.assert_array_equal(predictions['constants'], predictions['arguments'])
+  with pytest.raises(ValueError, match='weights'):
+    latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device, 'baked')
+  with pytest.raises(Exception, match='--weights'):
+    benchmark.BenchConfig(weights='baked').validate()
+
+
 def test_benchmark_reports_every_mode_and_throughput():
   classify, variables = tiny_model()
   data = learnable_data(n_train=64, n_test=20)
@@ -169,6 +188,9 @@ def test_inference_cli_native_and_exported(trained_run):
   assert rc == 0, stderr[-3000:]
   s = json.loads((out / 'inference_summary.json').read_text())
   assert s['protocol']['batch'] == 1 and s['protocol']['count'] == N_TEST
+  # What is served is the recipe's own protocol (its test-time augmentation), and how it holds weights.
+  assert 'tta_level=' in s['protocol']['served_model'] and 'compiled into' in s['protocol']['weights']
+  assert all(path['weights'] == 'constants' for path in s['paths'].values())
   assert set(s['paths']) == {'native', 'exported'} and s['reported'] == {
       'path': 'exported', 'mode': 'host', 'statistic': 'mean over the test set'}
   for path in s['paths'].values():

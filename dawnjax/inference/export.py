@@ -117,7 +117,7 @@ def export_trained(workload, state, directory, *, seed: int, final_metrics: Mapp
     return None
   accuracy = {'seed': seed, 'final_metrics': dict(final_metrics),
               'protocol': 'the training run\'s final evaluation (may include test-time augmentation); '
-                          'the inference benchmark measures the served single pass itself'}
+                          'the inference benchmark measures the served model itself (meta.protocol)'}
   return save_model(directory, task=info['task'], dataset=info['dataset'], model=info.get('model', ''),
                     model_config=info['model_config'], variables=variables, accuracy=accuracy,
                     meta={**dict(meta), 'protocol': info.get('protocol', ''),
