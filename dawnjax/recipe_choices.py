@@ -9,5 +9,9 @@ ACTIVATIONS = ('gelu', 'silu')
 # 'flax': nn.BatchNorm then the activation, differentiated by autodiff; 'fused': BatchNormAct, the
 # same forward with a two-pass hand-written backward (dawnjax/models/batchnorm.py).
 BN_IMPLS = ('flax', 'fused')
+# The whitening layer (a k x k VALID conv on the 3-channel image, then GELU): 'conv' = a cuDNN
+# convolution; 'elementwise' = the same sums written as multiply-adds of shifted slices, which XLA
+# fuses with the bias, the GELU and the input's augmentation (models/airbench.PatchWhiten).
+WHITEN_IMPLS = ('conv', 'elementwise')
 # Newton-Schulz quintic coefficients (a, b, c) of Muon's orthogonalisation (Keller Jordan's).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)

@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -373,6 +373,18 @@ if [ "$part" = infer8 ]; then
   python3 kernels/latency_probe.py $RECIPE --label=default 2>&1 | grep -v '^[IW]1' | tee $OUT/latency_probe_default.txt
   XLA_FLAGS="--xla_gpu_autotune_level=1 --xla_gpu_enable_triton_gemm=false" python3 kernels/conv_shapes_bench.py \
     2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes.txt
+fi
+if [ "$part" = whiten8 ]; then
+  # The whitening conv (3 -> 24 channels, 2x2) as elementwise multiply-adds fused with its bias,
+  # GELU and the augmentation (--whiten_impl=elementwise) instead of a cuDNN conv + a GELU pass.
+  # conv_shapes_bench (infer8): cuDNN's whitening forward 0.14 ms at batch 1536; call 9's profile:
+  # the GELU after it 0.109 ms per step. Predicted -2..-4% timed, same accuracy. ABBA, 20 seeds.
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+conv20 20 -- $RECIPE
+elementwise20 20 -- $RECIPE --whiten_impl=elementwise
+elementwise20_b 20 -- $RECIPE --whiten_impl=elementwise
+conv20_b 20 -- $RECIPE
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

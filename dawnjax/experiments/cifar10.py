@@ -27,6 +27,9 @@ def _define_recipe_flags() -> None:
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "
                   "forward and variables, two-pass hand-written backward; dawnjax/models/batchnorm.py)."),
+      'whiten_impl': ("The whitening layer: 'conv' (a cuDNN convolution) or 'elementwise' (the same sums "
+                      'as multiply-adds of shifted slices, fused by XLA with the bias, the GELU and the '
+                      'augmentation; models/airbench.PatchWhiten).'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',

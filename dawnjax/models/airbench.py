@@ -131,6 +131,39 @@ class ConvGroup(nn.Module):
     return x
 
 
+class PatchWhiten(nn.Module):
+  """nn.Conv(features, (k, k), padding='VALID') on a few input channels, as k*k*C multiply-adds of
+  shifted slices: the same variables (names, shapes, initialisers, so the same init), f32 sums of
+  the dtype-rounded input and kernel, one rounding to `dtype` at the end.
+
+  Why: with 3 input channels the convolution does ~12 multiply-adds per output, so it is a pass
+  that writes its output (31x31x24 per image) and little else. cuDNN runs it as a GEMM kernel at
+  ~0.6 TB/s on an H200 (kernels/conv_shapes_bench.py: 0.14 ms at batch 1536), and the GELU after
+  it is another full pass. Written elementwise, XLA fuses the sums with the bias, the GELU and the
+  input's augmentation into one loop fusion. No dot_general appears: that would go to cuBLAS.
+  """
+  features: int
+  kernel_size: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    channels = x.shape[-1]
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    # Round as nn.Conv(dtype=...) would feed the convolution, then sum in f32.
+    x = x.astype(self.dtype).astype(jnp.float32)
+    kernel = kernel.astype(self.dtype).astype(jnp.float32)
+    h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
+    out = bias.astype(self.dtype).astype(jnp.float32)
+    for i in range(k):
+      for j in range(k):
+        for c in range(channels):
+          out = out + x[:, i:i + h, j:j + w, c:c + 1] * kernel[i, j, c]
+    return out.astype(self.dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class AirbenchConfig:
   widths: Sequence[int] = (64, 256, 256)
@@ -146,6 +179,7 @@ class AirbenchConfig:
   # as in hiverge cifar10-speedrun, whose blocks use SiLU.
   activation: str = 'gelu'
   bn_impl: str = 'flax'  # BN_IMPLS
+  whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'conv' | 'elementwise' (PatchWhiten)
 
   @property
   def whiten_width(self) -> int:
@@ -162,8 +196,11 @@ class AirbenchNet(nn.Module):
     dtype = jnp.dtype(cfg.dtype)
     k = cfg.whiten_kernel
     # Weights are set from the data by `whitening_kernel` and never trained; only the bias is.
-    x = nn.Conv(cfg.whiten_width, (k, k), padding='VALID', use_bias=True, dtype=dtype,
-                name='whiten')(x.astype(dtype))
+    if cfg.whiten_impl == 'elementwise':
+      x = PatchWhiten(cfg.whiten_width, k, dtype, name='whiten')(x)
+    else:
+      x = nn.Conv(cfg.whiten_width, (k, k), padding='VALID', use_bias=True, dtype=dtype,
+                  name='whiten')(x.astype(dtype))
     x = nn.gelu(x, approximate=cfg.gelu_approximate)
     for i, width in enumerate(cfg.widths):
       x = ConvGroup(width, cfg.bn_momentum, dtype, cfg.gelu_approximate, cfg.pool_impl, cfg.activation,

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from dawnjax.errors import ConfigError
-from dawnjax.recipe_choices import ACTIVATIONS, BN_IMPLS, NS_COEFFICIENTS
+from dawnjax.recipe_choices import ACTIVATIONS, BN_IMPLS, NS_COEFFICIENTS, WHITEN_IMPLS
 
 TTA_WEIGHTINGS = ('airbench', 'equal')  # see workloads.cifar10.tta_view_list
 
@@ -76,6 +76,7 @@ class CifarRecipe:
   pool_impl: str = 'reshape'
   activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
+  whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
@@ -86,6 +87,8 @@ class CifarRecipe:
       raise ConfigError(f'--activation={self.activation!r}: expected one of {", ".join(ACTIVATIONS)}')
     if self.bn_impl not in BN_IMPLS:
       raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
+    if self.whiten_impl not in WHITEN_IMPLS:
+      raise ConfigError(f'--whiten_impl={self.whiten_impl!r}: expected one of {", ".join(WHITEN_IMPLS)}')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):

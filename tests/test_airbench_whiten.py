@@ -1,0 +1,45 @@
+"""The whitening layer's two implementations compute the same network."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, PatchWhiten, whitening_kernel
+import flax.linen as nn
+
+
+def test_patch_whiten_is_the_valid_conv_with_the_same_variables_and_gradients():
+  x = jax.random.normal(jax.random.key(1), (3, 9, 11, 3))
+  conv = nn.Conv(24, (2, 2), padding='VALID', name='whiten')
+  patch = PatchWhiten(24, 2, name='whiten')
+  v_conv, v_patch = conv.init(jax.random.key(0), x), patch.init(jax.random.key(0), x)
+  for a, b in zip(jax.tree_util.tree_leaves(v_conv), jax.tree_util.tree_leaves(v_patch)):
+    np.testing.assert_array_equal(a, b)  # same names, shapes and initial values
+  kernel = whitening_kernel(x, 2)
+  params = {'params': {'kernel': kernel, 'bias': jnp.linspace(-1, 1, 24)}}
+  out = patch.apply(params, x)
+  assert out.shape == (3, 8, 10, 24)
+  np.testing.assert_allclose(out, conv.apply(params, x), rtol=1e-5, atol=1e-5)
+  g_conv, g_patch = (jax.grad(lambda p, m=m: jnp.sum(jnp.tanh(m.apply(p, x))))(params) for m in (conv, patch))
+  for a, b in zip(jax.tree_util.tree_leaves(g_conv), jax.tree_util.tree_leaves(g_patch)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_airbench_net_logits_agree_between_whiten_impls(dtype):
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  nets = {impl: AirbenchNet(AirbenchConfig(widths=(8, 8, 8), dtype=dtype, whiten_impl=impl))
+          for impl in ('conv', 'elementwise')}
+  variables = nets['conv'].init(jax.random.key(0), x)
+  logits = {impl: net.apply(variables, x) for impl, net in nets.items()}
+  # f32 agrees to rounding; bf16 rounds the conv's output once more before its bias (nn.Conv).
+  tol = 1e-5 if dtype == 'float32' else 2e-2
+  np.testing.assert_allclose(logits['elementwise'], logits['conv'], rtol=tol, atol=tol)
+  assert logits['elementwise'].dtype == jnp.float32
+
+
+def test_an_unknown_whiten_impl_is_a_config_error():
+  from dawnjax.errors import ConfigError
+  from dawnjax.workloads.cifar10_recipe import CifarRecipe
+  with pytest.raises(ConfigError, match='--whiten_impl'):
+    CifarRecipe(whiten_impl='fft').validate()
