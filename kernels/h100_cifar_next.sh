@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -384,6 +384,23 @@ conv20 20 -- $RECIPE
 elementwise20 20 -- $RECIPE --whiten_impl=elementwise
 elementwise20_b 20 -- $RECIPE --whiten_impl=elementwise
 conv20_b 20 -- $RECIPE
+VARIANTS
+fi
+if [ "$part" = nspad8 ]; then
+  # Two levers on top of fast.flags (now with --whiten_impl=elementwise), ABBA-style in one call:
+  # - Muon's Newton-Schulz with the three 256 x 2304 filter banks batched into one iteration
+  #   (code change; OLD=snapshot of the commit before it). Predicted -0.5..-1.5% (launch-bound GEMMs).
+  # - --pad_channels=32: block1's first conv forward on inputs zero-padded 24 -> 32 channels
+  #   (conv_shapes_bench: 0.23 -> 0.15 ms forward; the filter gradient stays unpadded). Predicted
+  #   -1..-2% (the padded copy of the input costs some of the 0.08 ms).
+  OLD=${OLD:?OLD=path of a snapshot of the commit before grouped Newton-Schulz}
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+old20 20 PYTHONPATH=$OLD -- $RECIPE
+ns20 20 -- $RECIPE
+pad20 20 -- $RECIPE --pad_channels=32
+pad20_b 20 -- $RECIPE --pad_channels=32
+ns20_b 20 -- $RECIPE
+old20_b 20 PYTHONPATH=$OLD -- $RECIPE
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
