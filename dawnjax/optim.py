@@ -53,40 +53,17 @@ def newton_schulz(g: jax.Array, steps: int = 3, eps: float = 1e-7, dtype=jnp.bfl
   """Approximately orthogonalises a matrix (its singular values pushed towards 1), in bf16.
 
   Each iteration is X <- a X + (b A + c A^2) X with A = X X^T, (a, b, c) = `coefficients`.
-  Leading axes are a batch of independent matrices, each normalised by its own norm.
   """
   a, b, c = coefficients
   x = g.astype(dtype)
-  norm = jnp.linalg.norm(x.astype(jnp.float32), axis=(-2, -1), keepdims=True)
-  x = x / (norm.astype(dtype) + eps)
-  transpose = x.shape[-2] > x.shape[-1]
+  x = x / (jnp.linalg.norm(x.astype(jnp.float32)).astype(dtype) + eps)
+  transpose = x.shape[0] > x.shape[1]
   if transpose:
-    x = jnp.swapaxes(x, -1, -2)
+    x = x.T
   for _ in range(steps):
-    gram = x @ jnp.swapaxes(x, -1, -2)
+    gram = x @ x.T
     x = a * x + (b * gram + c * gram @ gram) @ x
-  return jnp.swapaxes(x, -1, -2) if transpose else x
-
-
-def grouped_newton_schulz(mats: Sequence[jax.Array], **kwargs) -> list[jax.Array]:
-  """newton_schulz of each matrix, matrices of one shape stacked into one batched iteration.
-
-  A filter bank's iteration is a handful of small GEMMs whose launches, not their FLOPs, set the
-  time (airbench's three 256 x 2304 banks: ~1 us of work per GEMM); batched, one launch serves
-  all banks of a shape. The values are those of separate calls.
-  """
-  groups: dict[tuple[int, ...], list[int]] = {}
-  for i, m in enumerate(mats):
-    groups.setdefault(tuple(m.shape), []).append(i)
-  out: list[jax.Array | None] = [None] * len(mats)
-  for members in groups.values():
-    if len(members) == 1:
-      out[members[0]] = newton_schulz(mats[members[0]], **kwargs)
-      continue
-    stacked = newton_schulz(jnp.stack([mats[i] for i in members]), **kwargs)
-    for k, i in enumerate(members):
-      out[i] = stacked[k]
-  return out
+  return x.T if transpose else x
 
 
 class MuonState(NamedTuple):
@@ -116,7 +93,11 @@ def muon(lr: float, momentum: float, schedule: Schedule, ns_steps: int = 3, ns_d
     # so it renormalises on calls norm_every, 2 * norm_every, ...: our 0-based count + 1.
     renorm = None if norm_every == 1 else (state.count + 1) % norm_every == 0
 
-    def finish(ortho, p):
+    def leaf_update(g, m, p):
+      g = g + momentum * m
+      mat = g.reshape(-1, g.shape[-1])
+      ortho = newton_schulz(mat, ns_steps, dtype=ns_dtype,
+                            coefficients=ns_coefficients).reshape(g.shape).astype(p.dtype)
       scale = jnp.sqrt(jnp.asarray(p.shape[-1], jnp.float32)) / jnp.linalg.norm(p)
       if renorm is not None:
         scale = jnp.where(renorm, scale, jnp.ones_like(scale))
@@ -124,12 +105,7 @@ def muon(lr: float, momentum: float, schedule: Schedule, ns_steps: int = 3, ns_d
         return p * (scale - 1.0) - step_lr * ortho
       return (p * scale - step_lr * ortho) * (1.0 - step_lr * weight_decay) - p
 
-    leaves, treedef = jax.tree_util.tree_flatten(grads)
-    nesterov = [g + momentum * m for g, m in zip(leaves, treedef.flatten_up_to(buf))]
-    orthos = grouped_newton_schulz([g.reshape(-1, g.shape[-1]) for g in nesterov], steps=ns_steps,
-                                   dtype=ns_dtype, coefficients=ns_coefficients)
-    updates = treedef.unflatten([finish(o.reshape(g.shape).astype(p.dtype), p) for o, g, p in
-                                 zip(orthos, nesterov, treedef.flatten_up_to(params))])
+    updates = jax.tree_util.tree_map(leaf_update, grads, buf, params)
     return updates, MuonState(state.count + 1, buf)
 
   return optax.GradientTransformation(init, update)

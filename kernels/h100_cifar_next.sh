@@ -393,6 +393,9 @@ if [ "$part" = nspad8 ]; then
   # - --pad_channels=32: block1's first conv forward on inputs zero-padded 24 -> 32 channels
   #   (conv_shapes_bench: 0.23 -> 0.15 ms forward; the filter gradient stays unpadded). Predicted
   #   -1..-2% (the padded copy of the input costs some of the 0.08 ms).
+  # Measured (call 5 of 2026-12-01): grouped Newton-Schulz +0.25%, padding -0.3..-0.55% (and its FLOP
+  # count includes the zero channels); neither adopted, both reverted: --pad_channels and the grouped
+  # iteration exist only in commits 67c4815 (grouped) and ee59437 (both), where this part can be re-run.
   OLD=${OLD:?OLD=path of a snapshot of the commit before grouped Newton-Schulz}
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 old20 20 PYTHONPATH=$OLD -- $RECIPE

@@ -1,4 +1,4 @@
-"""The airbench layers' alternative implementations (whitening, channel-padded conv) compute the same network."""
+"""The airbench whitening layer's two implementations compute the same network."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,25 +44,3 @@ def test_an_unknown_whiten_impl_is_a_config_error():
   with pytest.raises(ConfigError, match='--whiten_impl'):
     CifarRecipe(whiten_impl='fft').validate()
 
-
-def test_channel_padded_conv_has_the_convs_values_variables_and_gradients():
-  from dawnjax.models.airbench import ChannelPaddedConv, dirac_uniform_init
-  x = jax.random.normal(jax.random.key(1), (2, 7, 7, 24))
-  conv = nn.Conv(16, (3, 3), padding='SAME', use_bias=False, kernel_init=dirac_uniform_init, name='conv1')
-  padded = ChannelPaddedConv(16, 32, name='conv1')
-  variables = conv.init(jax.random.key(0), x)
-  np.testing.assert_array_equal(padded.init(jax.random.key(0), x)['params']['kernel'],
-                                variables['params']['kernel'])
-  np.testing.assert_allclose(padded.apply(variables, x), conv.apply(variables, x), rtol=1e-5, atol=1e-5)
-  loss = lambda m: lambda v, x: jnp.sum(jnp.sin(m.apply(v, x)))
-  (gv_conv, gx_conv), (gv_pad, gx_pad) = (jax.grad(loss(m), argnums=(0, 1))(variables, x) for m in (conv, padded))
-  np.testing.assert_allclose(gv_pad['params']['kernel'], gv_conv['params']['kernel'], rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(gx_pad, gx_conv, rtol=1e-4, atol=1e-5)
-  assert gv_pad['params']['kernel'].shape == (3, 3, 24, 16)
-
-
-def test_airbench_net_with_padded_block1_conv_matches():
-  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
-  nets = [AirbenchNet(AirbenchConfig(widths=(8, 8, 8), dtype='float32', pad_channels=p)) for p in (0, 32)]
-  variables = nets[0].init(jax.random.key(0), x)
-  np.testing.assert_allclose(nets[1].apply(variables, x), nets[0].apply(variables, x), rtol=1e-5, atol=1e-5)

@@ -37,31 +37,6 @@ def test_newton_schulz_matches_numpy_for_its_coefficients(filters, coefficients)
                                                   coefficients=other), atol=1e-3)
 
 
-def test_grouped_newton_schulz_is_each_matrix_on_its_own():
-  rng = np.random.default_rng(1)
-  # Two 24 x 8 matrices of one shape (batched together, with different norms), a tall one, a wide one.
-  mats = [rng.normal(size=(24, 8)), 5 * rng.normal(size=(24, 8)), rng.normal(size=(30, 6)), rng.normal(size=(4, 9))]
-  mats = [jnp.asarray(m, jnp.float32) for m in mats]
-  got = optim.grouped_newton_schulz(mats, steps=3, dtype=jnp.float32)
-  for m, g in zip(mats, got):
-    assert g.shape == m.shape
-    np.testing.assert_allclose(g, numpy_newton_schulz(np.asarray(m, np.float64), 3, optim.NS_COEFFICIENTS),
-                               rtol=1e-4, atol=1e-5)
-
-
-def test_muon_updates_each_filter_bank_as_its_own_matrix(filters):
-  # Three banks, two of one shape: the grouped iteration must not mix them (each keeps its own norm).
-  p, g = filters
-  params = {'a': jnp.asarray(p), 'b': jnp.asarray(2 * p), 'c': jnp.asarray(p[:, :, :3])}
-  grads = {'a': jnp.asarray(g), 'b': jnp.asarray(-3 * g), 'c': jnp.asarray(g[:, :, :3])}
-  tx = optim.muon(0.1, 0.6, lambda step: 1.0, ns_dtype=jnp.float32)
-  updates, _ = tx.update(grads, tx.init(params), params)
-  for k in params:
-    single = optim.muon(0.1, 0.6, lambda step: 1.0, ns_dtype=jnp.float32)
-    alone, _ = single.update({k: grads[k]}, single.init({k: params[k]}), {k: params[k]})
-    np.testing.assert_allclose(updates[k], alone[k], rtol=1e-5, atol=1e-6)
-
-
 def run_muon(tx, p, g, steps):
   """Params after each of `steps` updates with the same gradient."""
   state, out = tx.init(p), []

@@ -30,9 +30,6 @@ def _define_recipe_flags() -> None:
       'whiten_impl': ("The whitening layer: 'conv' (a cuDNN convolution) or 'elementwise' (the same sums "
                       'as multiply-adds of shifted slices, fused by XLA with the bias, the GELU and the '
                       'augmentation; models/airbench.PatchWhiten).'),
-      'pad_channels': ('Block convolutions with fewer input channels (block1\'s first: 24) run their '
-                       'forward on inputs zero-padded to this many, same values, unpadded gradients '
-                       '(models/airbench.channel_padded_conv); 0 = off.'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',

@@ -102,49 +102,6 @@ def activation_fn(name: str, gelu_approximate: bool = False):
   raise ValueError(f'activation {name!r}: expected one of {ACTIVATIONS}')
 
 
-def _conv_same(x, w):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def channel_padded_conv(x: jax.Array, w: jax.Array, channels: int) -> jax.Array:
-  """3x3 SAME conv whose forward runs on x and w zero-padded to `channels` input channels (the
-  same values: a zero channel adds exact zeros); its gradients are those of the unpadded conv.
-
-  Why: at 24 input channels cuDNN picks Ampere-generation kernels for block1's first conv on an
-  H200, forward 0.23 ms at batch 1536; at 32 the forward takes 0.15 ms, but the filter gradient
-  gets slower (0.24 -> 0.29 ms; kernels/conv_shapes_bench.py). So only the forward is padded.
-  """
-  pad = channels - x.shape[-1]
-  return _conv_same(jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad))), jnp.pad(w, ((0, 0), (0, 0), (0, pad), (0, 0))))
-
-
-def _channel_padded_conv_fwd(x, w, channels):
-  return channel_padded_conv(x, w, channels), (x, w)
-
-
-def _channel_padded_conv_bwd(channels, residuals, dy):
-  del channels
-  x, w = residuals
-  return jax.vjp(_conv_same, x, w)[1](dy)
-
-
-channel_padded_conv.defvjp(_channel_padded_conv_fwd, _channel_padded_conv_bwd)
-
-
-class ChannelPaddedConv(nn.Module):
-  """nn.Conv(features, (3, 3), padding='SAME', use_bias=False, kernel_init=dirac_uniform_init,
-  dtype=dtype) with the same variable, whose forward runs on inputs padded to `channels`."""
-  features: int
-  channels: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param('kernel', dirac_uniform_init, (3, 3, x.shape[-1], self.features), jnp.float32)
-    return channel_padded_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.channels)
-
-
 class ConvGroup(nn.Module):
   features: int
   bn_momentum: float
@@ -153,7 +110,6 @@ class ConvGroup(nn.Module):
   pool_impl: str = 'reshape'
   activation: str = 'gelu'
   bn_impl: str = 'flax'  # BN_IMPLS
-  pad_channels: int = 0  # conv1's forward on inputs zero-padded to this many channels, if more
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -167,10 +123,7 @@ class ConvGroup(nn.Module):
       norm_act = lambda name: BatchNormAct(not train, act, self.bn_momentum, 1e-12, self.dtype, name=name)
     else:
       norm_act = lambda name: lambda v: act(norm(name)(v))
-    if self.pad_channels > x.shape[-1]:
-      x = ChannelPaddedConv(self.features, self.pad_channels, self.dtype, name='conv1')(x)
-    else:
-      x = conv('conv1')(x)
+    x = conv('conv1')(x)
     x = max_pool(x, 2, self.pool_impl)
     x = norm_act('norm1')(x)
     x = conv('conv2')(x)
@@ -227,7 +180,6 @@ class AirbenchConfig:
   activation: str = 'gelu'
   bn_impl: str = 'flax'  # BN_IMPLS
   whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'conv' | 'elementwise' (PatchWhiten)
-  pad_channels: int = 0  # block convs with fewer input channels run their forward padded (0 = off)
 
   @property
   def whiten_width(self) -> int:
@@ -252,7 +204,7 @@ class AirbenchNet(nn.Module):
     x = nn.gelu(x, approximate=cfg.gelu_approximate)
     for i, width in enumerate(cfg.widths):
       x = ConvGroup(width, cfg.bn_momentum, dtype, cfg.gelu_approximate, cfg.pool_impl, cfg.activation,
-                    cfg.bn_impl, cfg.pad_channels, name=f'block{i + 1}')(x, train)
+                    cfg.bn_impl, name=f'block{i + 1}')(x, train)
     x = max_pool(x, 3, cfg.pool_impl)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dense(cfg.num_classes, use_bias=False, dtype=dtype, kernel_init=torch_linear_init,

@@ -77,7 +77,6 @@ class CifarRecipe:
   activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
   whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds
-  pad_channels: int = 0  # block convs with fewer input channels run their forward zero-padded to this
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
@@ -90,8 +89,6 @@ class CifarRecipe:
       raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
     if self.whiten_impl not in WHITEN_IMPLS:
       raise ConfigError(f'--whiten_impl={self.whiten_impl!r}: expected one of {", ".join(WHITEN_IMPLS)}')
-    if self.pad_channels < 0:
-      raise ConfigError(f'--pad_channels={self.pad_channels}: expected >= 0 (0 = off)')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
