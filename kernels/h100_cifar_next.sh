@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -405,6 +405,23 @@ pad20_b 20 -- $RECIPE --pad_channels=32
 ns20_b 20 -- $RECIPE
 old20_b 20 PYTHONPATH=$OLD -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = final8 ]; then
+  # Where the step goes now (fast.flags with the elementwise whitening: GELU and cuDNN whitening
+  # gone from the profile?), then the served model's weights as constants vs arguments once more
+  # (infer8's ABBA was noisy: 0.325/0.417 vs 0.464/0.406 ms), device and host input, ABBA.
+  mkdir -p $OUT/hlo
+  profile fast8 $RECIPE
+  R=/tmp/final8; mkdir -p $R
+  python3 -m dawnjax.experiments.cifar10 $RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache \
+    --seeds=1 --noeval_every_epoch --notensorboard --output_dir=$R/train 2>&1 | grep -v '^[IW]1' | tail -2
+  for name in constants arguments arguments_b constants_b; do
+    python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train --weights=${name%_b} \
+      --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host \
+      --nowrite_exported --throughput_batch=0 2>&1 | grep -v '^[IW]1' > $R/$name.log
+    echo "== $name"; tail -5 $R/$name.log
+  done
+  (cd $R && tar czf $OUT/final8_inference.tgz */inference_summary.json *.log)
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
