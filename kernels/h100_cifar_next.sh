@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -433,6 +433,19 @@ erf20 20 -- $RECIPE
 tanh20 20 -- $RECIPE --gelu_approximate
 tanh20_b 20 -- $RECIPE --gelu_approximate
 erf20_b 20 -- $RECIPE
+VARIANTS
+fi
+if [ "$part" = slice8 ]; then
+  # The fused whitening pass read 12 f32 planes that XLA sliced from an f32 copy of the input and
+  # wrote out first (final8's HLO: loop_slice_fusion, 71 MB). Slicing the bf16 input and widening
+  # each slice where it is used (same values, bit for bit) halves or removes that. Predicted
+  # 0..-1% timed. OLD=snapshot of the commit before; ABBA, 20 seeds.
+  OLD=${OLD:?OLD=path of a snapshot of the previous commit}
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+old20 20 PYTHONPATH=$OLD -- $RECIPE
+new20 20 -- $RECIPE
+new20_b 20 -- $RECIPE
+old20_b 20 PYTHONPATH=$OLD -- $RECIPE
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
