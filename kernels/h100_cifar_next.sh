@@ -354,8 +354,8 @@ if [ "$part" = probe8 ]; then
     2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes.txt
 fi
 if [ "$part" = infer8 ]; then
-  # Issue 6: the served model with its weights compiled in as constants (--weights=constants, now
-  # the default) against passing them with every call (--weights=arguments, what infer7 measured:
+  # Issue 6: the served model with its weights compiled in as constants (--weights=constants, what
+  # the default 'auto' now picks for this model) against passing them with every call (--weights=arguments, what infer7 measured:
   # 0.358 ms device-resident). Predicted -0.05..-0.1 ms per call (latency_probe: noop_vars - noop,
   # baked vs rotating rows). ABBA; the first run also writes and times the exported artifact and
   # the throughput. Then the probe again (repeatability) and the convolutions with bf16 outputs.

@@ -88,7 +88,7 @@ def test_weights_compiled_in_serve_the_same_classes_with_the_input_alone():
   device = jax.devices()[0]
   variables = jax.device_put(variables, device)
   predictions = {}
-  for weights in latency.WEIGHTS:
+  for weights in ('constants', 'arguments'):
     call, _ = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device, weights)
     predictions[weights] = latency.time_items(call, variables, images, device, mode='host', warmup=1).predictions
     if weights == 'constants':  # the executable holds the weights: a call needs none passed
@@ -97,6 +97,11 @@ def test_weights_compiled_in_serve_the_same_classes_with_the_input_alone():
   np.testing.assert_array_equal(predictions['constants'], predictions['arguments'])
   with pytest.raises(ValueError, match='weights'):
     latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device, 'baked')
+  # 'auto': small weights are compiled in; BERT-Base-sized ones (lowering them as literals is slow) are not.
+  assert latency.resolve_weights('auto', variables) == 'constants'
+  big = {'w': jax.ShapeDtypeStruct((110_000_000,), jnp.float32)}
+  assert latency.resolve_weights('auto', big) == 'arguments'
+  assert latency.resolve_weights('constants', big) == 'constants'
   with pytest.raises(Exception, match='--weights'):
     benchmark.BenchConfig(weights='baked').validate()
 

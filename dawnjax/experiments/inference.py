@@ -42,10 +42,11 @@ flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput mea
 flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
 flags.DEFINE_integer('bound_items', 1000, 'Items of the what-bounds-latency breakdown: synchronised vs '
                      'pipelined calls vs one in-program loop (0: skip).')
-flags.DEFINE_enum('weights', 'constants', ['constants', 'arguments'],
+flags.DEFINE_enum('weights', 'auto', ['auto', 'constants', 'arguments'],
                   "'constants': the weights are compiled into the executable and a call passes the input "
-                  "alone, as an inference engine holds them; 'arguments': the variables are passed with "
-                  'every call (~0.05 ms more per call on an H200).')
+                  "alone, as an inference engine holds them (~0.1 ms less per call on an H200); "
+                  "'arguments': the variables are passed with every call; 'auto': constants up to 64 MiB "
+                  'of weights (larger ones make lowering slow), else arguments.')
 flags.DEFINE_bool('write_exported', True, 'With --checkpoint: write and benchmark the jax.export artifact.')
 flags.DEFINE_list('export_platforms', [], "Platforms the artifact is lowered for, e.g. cuda,cpu "
                   '(default: this backend).')
@@ -249,7 +250,7 @@ def run() -> int:
                    'modes': {'host': 'host image -> device, classify, label -> host',
                              'device': 'image already on device, label left on device'},
                    'weights': {'constants': 'compiled into the executable (a call passes the input alone)',
-                               'arguments': 'passed with every call'}[config.weights],
+                               'arguments': 'passed with every call'}[paths[primary_path]['weights']],
                    'served_model': served_protocol(info)},
       'device': {'platform': device.platform, 'device_kind': device.device_kind, 'num_devices': 1},
       'hardware_tag': hw_tag, 'versions': _versions(),

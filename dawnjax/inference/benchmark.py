@@ -18,7 +18,7 @@ class BenchConfig:
   throughput_batch: int = 1024  # 0 skips the throughput measurement
   throughput_passes: int = 3
   bound_items: int = 1000  # items of the what-bounds-latency breakdown (latency.time_bounds); 0 skips
-  weights: str = 'constants'  # latency.WEIGHTS: compiled into the executables, or passed per call
+  weights: str = 'auto'  # latency.WEIGHTS: compiled into the executables, passed per call, or by size
 
   def validate(self) -> None:
     from dawnjax.errors import ConfigError
@@ -43,8 +43,9 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
     score = lambda predictions: latency.accuracy_percent(predictions, labels)
   variables = jax.device_put(variables, device)
   item_shape, dtype = images.shape[1:], images.dtype
-  one, compile_s = latency.compile_for(fn, variables, 1, item_shape, dtype, device, config.weights)
-  result: dict[str, Any] = {'compile_seconds': {'batch_1': compile_s}, 'weights': config.weights, 'modes': {}}
+  weights = latency.resolve_weights(config.weights, variables)
+  one, compile_s = latency.compile_for(fn, variables, 1, item_shape, dtype, device, weights)
+  result: dict[str, Any] = {'compile_seconds': {'batch_1': compile_s}, 'weights': weights, 'modes': {}}
   reference = None
   for mode in config.modes:
     run = latency.time_items(one, variables, images, device, mode=mode, warmup=config.warmup)
@@ -62,7 +63,7 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
     result['bounds'] = latency.time_bounds(one, fn, variables, images, device, items=config.bound_items)
   if config.throughput_batch:
     many, compile_b = latency.compile_for(fn, variables, config.throughput_batch, item_shape, dtype, device,
-                                          config.weights)
+                                          weights)
     result['compile_seconds'][f'batch_{config.throughput_batch}'] = compile_b
     tp = latency.time_throughput(many, variables, images, device, batch=config.throughput_batch,
                                  passes=config.throughput_passes)

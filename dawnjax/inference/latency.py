@@ -47,17 +47,31 @@ class LatencyRun:
 # inference engine (TensorRT, a jax.export artifact with bound weights) holds them; a call passes
 # the input alone. 'arguments': the variables pytree is an argument of every call, which on an H200
 # cost ~0.05 ms per call for a 27-leaf pytree (kernels/latency_probe.py, noop vs noop_vars).
-WEIGHTS = ('constants', 'arguments')
+# 'auto' picks constants up to CONSTANT_WEIGHTS_MAX_BYTES: larger weights (BERT-Base: 440 MB) would
+# be embedded in the lowered module as literal attributes, which makes lowering and compiling slow.
+WEIGHTS = ('auto', 'constants', 'arguments')
+CONSTANT_WEIGHTS_MAX_BYTES = 64 << 20
+
+
+def resolve_weights(weights: str, variables: Any) -> str:
+  """'constants' or 'arguments' for these variables ('auto': constants if they are small)."""
+  if weights not in WEIGHTS:
+    raise ValueError(f'weights {weights!r}: expected one of {WEIGHTS}')
+  if weights != 'auto':
+    return weights
+  size = sum(np.dtype(leaf.dtype).itemsize * int(np.prod(np.shape(leaf)))
+             for leaf in jax.tree_util.tree_leaves(variables))
+  return 'constants' if size <= CONSTANT_WEIGHTS_MAX_BYTES else 'arguments'
 
 
 def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_shape, item_dtype,
                 device, weights: str = 'arguments') -> tuple[Callable[[Any, Any], Any], float]:
   """AOT-compiles fn(variables, inputs[batch, *item_shape]) for `device`; returns (call, seconds).
 
-  `call(variables, inputs)` has the same signature in both `weights` modes; with 'constants' the
-  executable was compiled with these `variables` bound and ignores the ones passed."""
-  if weights not in WEIGHTS:
-    raise ValueError(f'weights {weights!r}: expected one of {WEIGHTS}')
+  `call(variables, inputs)` has the same signature in every `weights` mode; with 'constants' (or
+  'auto' resolving to it) the executable was compiled with these `variables` bound and ignores the
+  ones passed."""
+  weights = resolve_weights(weights, variables)
   sharding = jax.sharding.SingleDeviceSharding(device)
   x_spec = jax.ShapeDtypeStruct((batch, *item_shape), np.dtype(item_dtype), sharding=sharding)
   start = time.perf_counter()
