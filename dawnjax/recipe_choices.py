@@ -11,7 +11,7 @@ ACTIVATIONS = ('gelu', 'silu')
 BN_IMPLS = ('flax', 'fused')
 # The whitening layer (a k x k VALID conv on the 3-channel image, then GELU): 'conv' = a cuDNN
 # convolution; 'elementwise' = the same sums written as multiply-adds of shifted slices, which XLA
-# fuses with the bias, the GELU and the input's augmentation (models/airbench.PatchWhiten).
+# fuses with the bias and the GELU into one pass (models/airbench.PatchWhiten).
 WHITEN_IMPLS = ('conv', 'elementwise')
 # Newton-Schulz quintic coefficients (a, b, c) of Muon's orthogonalisation (Keller Jordan's).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)

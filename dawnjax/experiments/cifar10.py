@@ -28,8 +28,8 @@ def _define_recipe_flags() -> None:
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "
                   "forward and variables, two-pass hand-written backward; dawnjax/models/batchnorm.py)."),
       'whiten_impl': ("The whitening layer: 'conv' (a cuDNN convolution) or 'elementwise' (the same sums "
-                      'as multiply-adds of shifted slices, fused by XLA with the bias, the GELU and the '
-                      'augmentation; models/airbench.PatchWhiten). Model FLOPs count convolutions and '
+                      'as multiply-adds of shifted slices, fused by XLA with the bias and the GELU; '
+                      'models/airbench.PatchWhiten). Model FLOPs count convolutions and '
                       'matmuls only, so they then leave out the whitening\'s 2x2x3x24 multiply-adds: '
                       '~0.55 of ~710 MFLOP per training image, MFU understated by ~0.08%.'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
