@@ -21,14 +21,13 @@ per setting. Prints one table; --json writes the figures.
   python3 kernels/latency_probe.py --flagfile=experiments/cifar10/fast.flags [--calls=2000]
 """
 import collections
-import gc
 import json
 import re
 import time
 
 from absl import app, flags
 
-from dawnjax.experiments import cifar10 as cifar_entry  # noqa: F401  (defines the recipe flags)
+from dawnjax.experiments import cifar10 as cifar_entry  # defines the recipe flags it reads
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 2000, 'Timed calls per row (after as many warm-up calls as --warmup).')
@@ -37,28 +36,19 @@ flags.DEFINE_string('json', None, 'Write the figures here too.')
 flags.DEFINE_string('label', '', 'Free text printed with the table (e.g. the XLA_FLAGS setting).')
 
 
-def _stats(ns) -> dict:
-  import numpy as np
-  ms = np.asarray(ns, np.float64) / 1e6
-  return {'mean_ms': float(ms.mean()), 'p50_ms': float(np.percentile(ms, 50)),
-          'p99_ms': float(np.percentile(ms, 99)), 'min_ms': float(ms.min())}
-
-
 def _time_each(fn, n: int, warmup: int) -> dict:
   """fn(i) for i < n, each timed alone (the caller's fn must end in a device synchronisation)."""
+  import numpy as np
+  from dawnjax.inference import latency
   for i in range(warmup):
     fn(i % n)
-  gc.collect()
-  gc.disable()
-  try:
-    out = []
+  ms = np.zeros(n, np.float64)
+  with latency.GcPaused():
     for i in range(n):
       start = time.perf_counter_ns()
       fn(i)
-      out.append(time.perf_counter_ns() - start)
-  finally:
-    gc.enable()
-  return _stats(out)
+      ms[i] = (time.perf_counter_ns() - start) / 1e6
+  return latency.latency_stats(ms)
 
 
 def _time_pipelined(call, n: int, warmup: int) -> dict:

@@ -83,7 +83,9 @@ def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_
   return compiled, time.perf_counter() - start
 
 
-class _GcPaused:
+class GcPaused:
+  """Python's garbage collector paused (after a collection) for a timed loop, as `timeit` does."""
+
   def __enter__(self):
     self._was = gc.isenabled()
     gc.collect()
@@ -122,7 +124,7 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
   warm = np.zeros(warmup, np.float64)
   times = np.zeros(n, np.float64)
   outputs = [None] * n
-  with _GcPaused():
+  with GcPaused():
     for k in range(warmup):
       start = clock()
       one(k % n)
@@ -170,7 +172,7 @@ def time_throughput(classify_batch, variables, images: np.ndarray, device, *, ba
 
   outputs = one_pass()
   seconds = []
-  with _GcPaused():
+  with GcPaused():
     for _ in range(passes):
       start = clock()
       one_pass()
@@ -218,7 +220,7 @@ def time_bounds(classify, fn: Callable[[Any, Any], Any], variables, images: np.n
     looped(variables, stacked).block_until_ready()
 
   out = {'items': n}
-  with _GcPaused():
+  with GcPaused():
     for name, run in (('synchronised', synchronised), ('pipelined', pipelined), ('in_program', in_program)):
       run()
       start = clock()
