@@ -69,6 +69,33 @@ logged_compile() {
   echo "$name 1 TF_CPP_MIN_LOG_LEVEL=0 $* -- $RECIPE" | bash kernels/h100_cifar_speed_ab.sh
   cp $OUT/runs/$name.log $OUT/$dir/$name.log
 }
+# train_served: one seed of $RECIPE into $R/train, whose model/ the inference parts then serve.
+train_served() {
+  mkdir -p $R
+  python3 -m dawnjax.experiments.cifar10 $RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache \
+    --seeds=1 --noeval_every_epoch --notensorboard --output_dir=$R/train 2>&1 | grep -v '^[IW]1' | tail -2
+}
+# serve LOGDIR NAME FLAGS...: the inference benchmark of $R/train (device and host input) into
+# $R/NAME; its log and summary land in LOGDIR as NAME.log and NAME.summary.json. XLA settings
+# come from the caller's environment (XLA_FLAGS=... serve ...).
+serve() {
+  local dir=$1 name=$2; shift 2
+  mkdir -p $dir
+  python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train --data_dir=.data/cifar10-jpeg.tar.gz \
+    --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host "$@" 2>&1 | grep -v '^[IW]1' > $dir/$name.log
+  echo "== $name: ${XLA_FLAGS:+XLA_FLAGS=$XLA_FLAGS }$*"; tail -9 $dir/$name.log
+  cp $R/$name/inference_summary.json $dir/$name.summary.json
+}
+# abba A_NAME "A_SPEC" B_NAME "B_SPEC": 20 seeds each in the order A, B, B_b, A_b (machines of one
+# kind differ by ~6%, drift within a call is linear-ish); a SPEC is "[ENV=VAL ...] -- FLAGS".
+abba() {
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+$1 20 $2
+$3 20 $4
+${3}_b 20 $4
+${1}_b 20 $2
+VARIANTS
+}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
@@ -297,18 +324,14 @@ if [ "$part" = infer7 ]; then
   # a graph whenever a buffer address changes (ALWAYS_UPDATE). Rows: command buffers off; graphs
   # from 1 command; SKIP_TEMP (temporaries at stable virtual addresses, so only the nodes that
   # touch the input and output are updated). Native function only, device and host input.
-  R=/tmp/infer7; mkdir -p $R $OUT/infer7
-  python3 -m dawnjax.experiments.cifar10 $RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache \
-    --seeds=1 --noeval_every_epoch --notensorboard --output_dir=$R/train 2>&1 | grep -v '^[IW]1' | tail -2
-  infer() { name=$1; shift; env "$@" python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train \
-    --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host \
-    --nowrite_exported --throughput_batch=0 2>&1 | grep -v '^[IW]1' > $OUT/infer7/$name.log
-    echo "== $name: $*"; tail -14 $OUT/infer7/$name.log; cp $R/$name/inference_summary.json $OUT/infer7/$name.summary.json; }
-  infer default
-  infer cmdbuf_off XLA_FLAGS=--xla_gpu_enable_command_buffer=
-  infer graph1 XLA_FLAGS=--xla_gpu_graph_min_graph_size=1
-  infer skip_temp XLA_FLAGS=--xla_gpu_command_buffer_update_mode=SKIP_TEMP
-  infer graph1_skip_temp "XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 --xla_gpu_command_buffer_update_mode=SKIP_TEMP"
+  R=/tmp/infer7; train_served
+  off="--nowrite_exported --throughput_batch=0"
+  serve $OUT/infer7 default $off
+  XLA_FLAGS=--xla_gpu_enable_command_buffer= serve $OUT/infer7 cmdbuf_off $off
+  XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 serve $OUT/infer7 graph1 $off
+  XLA_FLAGS=--xla_gpu_command_buffer_update_mode=SKIP_TEMP serve $OUT/infer7 skip_temp $off
+  XLA_FLAGS="--xla_gpu_graph_min_graph_size=1 --xla_gpu_command_buffer_update_mode=SKIP_TEMP" \
+    serve $OUT/infer7 graph1_skip_temp $off
 fi
 if [ "$part" = convfusion7 ]; then
   # XLA's experimental convolution fusion: convolutions become cuDNN graph fusions that can take
@@ -332,12 +355,7 @@ if [ "$part" = poolbwd7 ]; then
   # block2's pool backward as a select pass plus a pad pass (0.2 ms of a 4 ms step). Predicted
   # -1..-3% timed. OLD=DIR: snapshot of the commit before; ABBA order, 20 seeds each.
   OLD=${OLD:?OLD=path of a snapshot of the previous commit}
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-old20 20 PYTHONPATH=$OLD -- $RECIPE
-new20 20 -- $RECIPE
-new20_b 20 -- $RECIPE
-old20_b 20 PYTHONPATH=$OLD -- $RECIPE
-VARIANTS
+  abba old20 "PYTHONPATH=$OLD -- $RECIPE" new20 "-- $RECIPE"
 fi
 if [ "$part" = probe8 ]; then
   # Issue 6: one batch-1 call of the served model split into its floors (kernels/latency_probe.py),
@@ -354,22 +372,18 @@ if [ "$part" = probe8 ]; then
     2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes.txt
 fi
 if [ "$part" = infer8 ]; then
-  # Issue 6: the served model with its weights compiled in as constants (--weights=constants, what
-  # the default 'auto' now picks for this model) against passing them with every call (--weights=arguments, what infer7 measured:
-  # 0.358 ms device-resident). Predicted -0.05..-0.1 ms per call (latency_probe: noop_vars - noop,
-  # baked vs rotating rows). ABBA; the first run also writes and times the exported artifact and
-  # the throughput. Then the probe again (repeatability) and the convolutions with bf16 outputs.
-  R=/tmp/infer8; mkdir -p $R $OUT/infer8
-  python3 -m dawnjax.experiments.cifar10 $RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache \
-    --seeds=1 --noeval_every_epoch --notensorboard --output_dir=$R/train 2>&1 | grep -v '^[IW]1' | tail -2
-  infer() { name=$1; shift; python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train \
-    --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host \
-    "$@" 2>&1 | grep -v '^[IW]1' > $OUT/infer8/$name.log
-    echo "== $name: $*"; tail -9 $OUT/infer8/$name.log; cp $R/$name/inference_summary.json $OUT/infer8/$name.summary.json; }
-  infer constants --weights=constants
-  infer arguments --weights=arguments --nowrite_exported --throughput_batch=0
-  infer arguments_b --weights=arguments --nowrite_exported --throughput_batch=0
-  infer constants_b --weights=constants --nowrite_exported --throughput_batch=0
+  # Issue 6: the served model with its weights compiled in as constants (--weights=constants,
+  # what the default 'auto' now picks for this model) against passing them with every call
+  # (--weights=arguments, what infer7 measured: 0.358 ms device-resident). Predicted -0.05..-0.1 ms
+  # per call (latency_probe: noop_vars - noop, baked vs rotating rows). ABBA; the first run also
+  # writes and times the exported artifact and the throughput. Then the probe again
+  # (repeatability) and the convolutions with bf16 outputs.
+  R=/tmp/infer8; train_served
+  off="--nowrite_exported --throughput_batch=0"
+  serve $OUT/infer8 constants --weights=constants
+  serve $OUT/infer8 arguments --weights=arguments $off
+  serve $OUT/infer8 arguments_b --weights=arguments $off
+  serve $OUT/infer8 constants_b --weights=constants $off
   python3 kernels/latency_probe.py $RECIPE --label=default 2>&1 | grep -v '^[IW]1' | tee $OUT/latency_probe_default.txt
   XLA_FLAGS="--xla_gpu_autotune_level=1 --xla_gpu_enable_triton_gemm=false" python3 kernels/conv_shapes_bench.py \
     2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes.txt
@@ -379,12 +393,7 @@ if [ "$part" = whiten8 ]; then
   # GELU and the augmentation (--whiten_impl=elementwise) instead of a cuDNN conv + a GELU pass.
   # conv_shapes_bench (infer8): cuDNN's whitening forward 0.14 ms at batch 1536; call 9's profile:
   # the GELU after it 0.109 ms per step. Predicted -2..-4% timed, same accuracy. ABBA, 20 seeds.
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-conv20 20 -- $RECIPE
-elementwise20 20 -- $RECIPE --whiten_impl=elementwise
-elementwise20_b 20 -- $RECIPE --whiten_impl=elementwise
-conv20_b 20 -- $RECIPE
-VARIANTS
+  abba conv20 "-- $RECIPE" elementwise20 "-- $RECIPE --whiten_impl=elementwise"
 fi
 if [ "$part" = nspad8 ]; then
   # Two levers on top of fast.flags (now with --whiten_impl=elementwise), ABBA-style in one call:
@@ -412,14 +421,9 @@ if [ "$part" = final8 ]; then
   # (infer8's ABBA was noisy: 0.325/0.417 vs 0.464/0.406 ms), device and host input, ABBA.
   mkdir -p $OUT/hlo
   profile fast8 $RECIPE
-  R=/tmp/final8; mkdir -p $R
-  python3 -m dawnjax.experiments.cifar10 $RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache \
-    --seeds=1 --noeval_every_epoch --notensorboard --output_dir=$R/train 2>&1 | grep -v '^[IW]1' | tail -2
+  R=/tmp/final8; train_served
   for name in constants arguments arguments_b constants_b; do
-    python3 -m dawnjax.experiments.inference --task=cifar10 --checkpoint=$R/train --weights=${name%_b} \
-      --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --output_dir=$R/$name --latency_modes=device,host \
-      --nowrite_exported --throughput_batch=0 2>&1 | grep -v '^[IW]1' > $R/$name.log
-    echo "== $name"; tail -5 $R/$name.log
+    serve $R $name --weights=${name%_b} --nowrite_exported --throughput_batch=0
   done
   (cd $R && tar czf $OUT/final8_inference.tgz */inference_summary.json *.log)
 fi
@@ -428,12 +432,7 @@ if [ "$part" = gelu8 ]; then
   # computes 12 multiply-adds and an exact (erf) GELU per output; is the erf what holds it back?
   # --gelu_approximate (tanh form; the blocks use SiLU, so only the whitening GELU changes).
   # Predicted 0..-1% timed; accuracy must stay >= 90.5 over 20 seeds. ABBA.
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-erf20 20 -- $RECIPE
-tanh20 20 -- $RECIPE --gelu_approximate
-tanh20_b 20 -- $RECIPE --gelu_approximate
-erf20_b 20 -- $RECIPE
-VARIANTS
+  abba erf20 "-- $RECIPE" tanh20 "-- $RECIPE --gelu_approximate"
 fi
 if [ "$part" = slice8 ]; then
   # The fused whitening pass read 12 f32 planes that XLA sliced from an f32 copy of the input and
@@ -441,12 +440,7 @@ if [ "$part" = slice8 ]; then
   # each slice where it is used (same values, bit for bit) halves or removes that. Predicted
   # 0..-1% timed. OLD=snapshot of the commit before; ABBA, 20 seeds.
   OLD=${OLD:?OLD=path of a snapshot of the previous commit}
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-old20 20 PYTHONPATH=$OLD -- $RECIPE
-new20 20 -- $RECIPE
-new20_b 20 -- $RECIPE
-old20_b 20 PYTHONPATH=$OLD -- $RECIPE
-VARIANTS
+  abba old20 "PYTHONPATH=$OLD -- $RECIPE" new20 "-- $RECIPE"
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
