@@ -13,5 +13,9 @@ BN_IMPLS = ('flax', 'fused')
 # convolution; 'elementwise' = the same sums written as multiply-adds of shifted slices, which XLA
 # fuses with the bias and the GELU into one pass (models/airbench.PatchWhiten).
 WHITEN_IMPLS = ('conv', 'elementwise')
+# Block1's first conv (3x3, the whitened channels in): 'conv' = nn.Conv; 'kw_folded' = the same conv
+# with its horizontal taps gathered into channels, a 3x1 conv on 3x the channels
+# (models/airbench.KwFoldedConv).
+CONV1_IMPLS = ('conv', 'kw_folded')
 # Newton-Schulz quintic coefficients (a, b, c) of Muon's orthogonalisation (Keller Jordan's).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)

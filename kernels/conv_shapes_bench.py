@@ -12,6 +12,10 @@ Each row: forward, filter gradient (wgrad) and input gradient (dgrad) of one con
 (f32 accumulation inside cuDNN), NHWC, timed as the mean of --calls back-to-back dispatches (device-bound: the
 queue never drains), after a warm-up. TFLOP/s counts the useful (unpadded) FLOPs.
 
+Then block1's first conv with its three horizontal taps gathered into channels
+(models/airbench.KwFoldedConv: a 3x1 conv on 72 channels, or 96 with each tap zero-padded to 32),
+with the gathering pass timed alone and fused into the forward.
+
   python3 kernels/conv_shapes_bench.py [--batch=1536] [--calls=200]
 """
 import argparse
@@ -67,6 +71,34 @@ def main() -> None:
       dgrad = time_fn(lambda x, w, g: jax.vjp(lambda x: conv(x, w, padding), x)[1](g)[0], (x, w, g), args.calls)
       cells = ' | '.join(f'{ms:{8 if i else 7}.4f} {gflop / ms:5.0f}' for i, ms in enumerate((fwd, wgrad, dgrad)))
       print(f'{name:<14} {c:>4} {cout:>4} {out_size:>2}x{out_size:<2} {gflop:7.1f} | {cells}', flush=True)
+  folded_rows(args.batch, args.calls, rng)
+
+
+def fold_kw(x, tap_channels: int):
+  """x's left, centre and right neighbours side by side in channels (zero at the borders), each
+  zero-padded to tap_channels: the input of KwFoldedConv's 3x1 conv."""
+  c, width = x.shape[-1], x.shape[2]
+  padded = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (0, tap_channels - c)))
+  return jnp.concatenate([padded[:, :, j:j + width] for j in range(3)], axis=-1)
+
+
+def folded_rows(batch: int, calls: int, rng) -> None:
+  size, cin, cout = 31, 24, 64
+  gflop = 2 * batch * size * size * cout * cin * 9 / 1e9
+  x = jnp.asarray(rng.standard_normal((batch, size, size, cin)), jnp.bfloat16)
+  g = jnp.asarray(rng.standard_normal((batch, size, size, cout)), jnp.bfloat16)
+  padding = ((1, 1), (0, 0))
+  for taps in (cin, 32):
+    w = jnp.asarray(rng.standard_normal((3, 1, 3 * taps, cout)) * 0.1, jnp.bfloat16)
+    xf = fold_kw(x, taps)
+    fold = time_fn(lambda x: fold_kw(x, taps), (x,), calls)
+    both = time_fn(lambda x, w: conv(fold_kw(x, taps), w, padding), (x, w), calls)
+    fwd = time_fn(lambda x, w: conv(x, w, padding), (xf, w), calls)
+    wgrad = time_fn(lambda x, w, g: jax.vjp(lambda w: conv(x, w, padding), w)[1](g)[0], (xf, w, g), calls)
+    dgrad = time_fn(lambda x, w, g: jax.vjp(lambda x: conv(x, w, padding), x)[1](g)[0], (xf, w, g), calls)
+    cells = ' | '.join(f'{ms:{8 if i else 7}.4f} {gflop / ms:5.0f}' for i, ms in enumerate((fwd, wgrad, dgrad)))
+    print(f'{"b1.conv1 kw3x" + str(taps):<14} {3 * taps:>4} {cout:>4} {size:>2}x{size:<2} {gflop:7.1f} | {cells}'
+          f' | gather alone {fold:.4f} ms, gather + fwd {both:.4f} ms', flush=True)
 
 
 if __name__ == '__main__':

@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -441,6 +441,19 @@ if [ "$part" = slice8 ]; then
   # 0..-1% timed. OLD=snapshot of the commit before; ABBA, 20 seeds.
   OLD=${OLD:?OLD=path of a snapshot of the previous commit}
   abba old20 "PYTHONPATH=$OLD -- $RECIPE" new20 "-- $RECIPE"
+fi
+if [ "$part" = fold9 ]; then
+  # Block1's first conv (24 input channels: ~175 TFLOP/s, forward and filter gradient ~0.23 ms each
+  # per step on an H200) with its horizontal taps gathered into 72 channels and run as a 3x1 conv
+  # (--block1_conv1_impl=kw_folded). Predicted -2..-5% timed if cuDNN's 72-channel kernels run near
+  # block1.conv2's 360 TFLOP/s (the gathering pass writes ~0.2 GB: ~0.06 ms); same accuracy (same
+  # sums). ABBA, 20 seeds; then the convolutions alone (with the gathered variants) and the latency
+  # probe's host rows with the result's read-back started at dispatch (copy_to_host_async).
+  abba conv20 "-- $RECIPE" kwfold20 "-- $RECIPE --block1_conv1_impl=kw_folded"
+  python3 kernels/latency_probe.py $RECIPE --label=default --json=$OUT/latency_probe9.json 2>&1 \
+    | grep -v '^[IW]1' | tee $OUT/latency_probe9.txt
+  XLA_FLAGS="--xla_gpu_autotune_level=1 --xla_gpu_enable_triton_gemm=false" timeout 200 \
+    python3 kernels/conv_shapes_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes9.txt
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

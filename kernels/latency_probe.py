@@ -12,6 +12,9 @@ floors a call is built from, so the remainder can be pinned on something:
     same        the same input buffer every call (command buffers need no address update)
     pipelined   all calls dispatched back to back, one wait: the host's cost per call
     host        device_put + classify + np.asarray (the benchmark's 'host' mode)
+    baked_host* the same with the weights compiled in, in ABBA order (_b rows): plain, and with the
+                result's copy to the host started right after the dispatch (copy_to_host_async),
+                so it is queued behind the compute instead of requested after the wait
   kernels       thunks in the compiled program (fusions, cuDNN/cuBLAS calls, copies) by kind
 
 The weights are a fresh init (latency does not depend on their values); accuracy is the
@@ -154,12 +157,21 @@ def main(argv):
     rows[f'{tag}_host'] = _time_each(
         lambda i: np.asarray(exe(variables, jax.device_put(images[i:i + 1], dev))), n, warm)
 
+    def host_async(i):
+      out = baked(jax.device_put(images[i:i + 1], dev))
+      out.copy_to_host_async()
+      return np.asarray(out)
+    host_plain = lambda i: np.asarray(baked(jax.device_put(images[i:i + 1], dev)))
+    for name, one in (('host', host_plain), ('host_async', host_async), ('host_async_b', host_async),
+                      ('host_b', host_plain)):
+      rows[f'{tag}_baked_{name}'] = _time_each(one, n, warm)
+
   print(f'latency probe on {dev.device_kind}, jax {jax.__version__}, {n} calls per row; '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r} {FLAGS.label}')
-  print(f'{"row":<16} {"mean ms":>8} {"p50 ms":>8} {"p99 ms":>8} {"min ms":>8}')
+  print(f'{"row":<24} {"mean ms":>8} {"p50 ms":>8} {"p99 ms":>8} {"min ms":>8}')
   for name, s in rows.items():
     cells = ' '.join(f'{s[k]:8.4f}' if k in s else f'{"":>8}' for k in ('mean_ms', 'p50_ms', 'p99_ms', 'min_ms'))
-    print(f'{name:<16} {cells}' + (f'  ({s["leaves"]} leaves)' if 'leaves' in s else ''))
+    print(f'{name:<24} {cells}' + (f'  ({s["leaves"]} leaves)' if 'leaves' in s else ''))
   for tag, kinds in census.items():
     if isinstance(kinds, int):  # 1 = the weights are constants inside the executable, not hoisted arguments
       print(f'{tag}: {kinds}')

@@ -1,10 +1,11 @@
-"""The airbench whitening layer's two implementations compute the same network."""
+"""The airbench layers' alternative implementations (whitening, block1's first conv) compute the same network."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, PatchWhiten, whitening_kernel
+from dawnjax.models.airbench import (AirbenchConfig, AirbenchNet, KwFoldedConv, PatchWhiten, dirac_uniform_init,
+                                     whitening_kernel)
 import flax.linen as nn
 
 
@@ -44,3 +45,43 @@ def test_an_unknown_whiten_impl_is_a_config_error():
   with pytest.raises(ConfigError, match='--whiten_impl'):
     CifarRecipe(whiten_impl='fft').validate()
 
+
+
+def test_kw_folded_conv_is_the_same_conv_with_the_same_variables_and_gradients():
+  x = jax.random.normal(jax.random.key(1), (2, 7, 9, 5))
+  conv = nn.Conv(6, (3, 3), padding='SAME', use_bias=False, kernel_init=dirac_uniform_init, name='conv1')
+  folded = KwFoldedConv(6, name='conv1')
+  v_conv, v_folded = conv.init(jax.random.key(0), x), folded.init(jax.random.key(0), x)
+  for a, b in zip(jax.tree_util.tree_leaves(v_conv), jax.tree_util.tree_leaves(v_folded)):
+    np.testing.assert_array_equal(a, b)  # same names, shapes and initial values
+  # A kernel with no symmetry, so a wrong tap order or border cannot agree by accident.
+  params = {'params': {'kernel': jax.random.normal(jax.random.key(2), (3, 3, 5, 6))}}
+  out = folded.apply(params, x)
+  assert out.shape == (2, 7, 9, 6)
+  np.testing.assert_allclose(out, conv.apply(params, x), rtol=1e-5, atol=1e-5)
+  loss = lambda m: lambda p, x: jnp.sum(jnp.tanh(m.apply(p, x)) * jnp.arange(6.0))
+  for argnum in (0, 1):  # the filter gradient and the input gradient
+    g_conv, g_folded = (jax.grad(loss(m), argnums=argnum)(params, x) for m in (conv, folded))
+    for a, b in zip(jax.tree_util.tree_leaves(g_conv), jax.tree_util.tree_leaves(g_folded)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_airbench_net_logits_agree_between_block1_conv1_impls(dtype):
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  nets = {impl: AirbenchNet(AirbenchConfig(widths=(8, 8, 8), dtype=dtype, whiten_impl='elementwise',
+                                           block1_conv1_impl=impl))
+          for impl in ('conv', 'kw_folded')}
+  variables = nets['conv'].init(jax.random.key(0), x)
+  assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(
+      nets['kw_folded'].init(jax.random.key(0), x))
+  logits = {impl: net.apply(variables, x) for impl, net in nets.items()}
+  tol = 1e-5 if dtype == 'float32' else 2e-2  # bf16: the same sums in another order
+  np.testing.assert_allclose(logits['kw_folded'], logits['conv'], rtol=tol, atol=tol)
+
+
+def test_an_unknown_block1_conv1_impl_is_a_config_error():
+  from dawnjax.errors import ConfigError
+  from dawnjax.workloads.cifar10_recipe import CifarRecipe
+  with pytest.raises(ConfigError, match='--block1_conv1_impl'):
+    CifarRecipe(block1_conv1_impl='winograd').validate()

@@ -62,7 +62,8 @@ def build_model(recipe: CifarRecipe) -> AirbenchNet:
   return AirbenchNet(AirbenchConfig(
       widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
       dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate, pool_impl=recipe.pool_impl,
-      activation=recipe.activation, bn_impl=recipe.bn_impl, whiten_impl=recipe.whiten_impl))
+      activation=recipe.activation, bn_impl=recipe.bn_impl, whiten_impl=recipe.whiten_impl,
+      block1_conv1_impl=recipe.block1_conv1_impl))
 
 
 def model_name(recipe: CifarRecipe) -> str:

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from dawnjax.errors import ConfigError
-from dawnjax.recipe_choices import ACTIVATIONS, BN_IMPLS, NS_COEFFICIENTS, WHITEN_IMPLS
+from dawnjax.recipe_choices import ACTIVATIONS, BN_IMPLS, CONV1_IMPLS, NS_COEFFICIENTS, WHITEN_IMPLS
 
 TTA_WEIGHTINGS = ('airbench', 'equal')  # see workloads.cifar10.tta_view_list
 
@@ -77,6 +77,7 @@ class CifarRecipe:
   activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
   whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds
+  block1_conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = horizontal taps gathered into channels
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
@@ -89,6 +90,8 @@ class CifarRecipe:
       raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
     if self.whiten_impl not in WHITEN_IMPLS:
       raise ConfigError(f'--whiten_impl={self.whiten_impl!r}: expected one of {", ".join(WHITEN_IMPLS)}')
+    if self.block1_conv1_impl not in CONV1_IMPLS:
+      raise ConfigError(f'--block1_conv1_impl={self.block1_conv1_impl!r}: expected one of {", ".join(CONV1_IMPLS)}')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
