@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -454,6 +454,20 @@ if [ "$part" = fold9 ]; then
     | grep -v '^[IW]1' | tee $OUT/latency_probe9.txt
   XLA_FLAGS="--xla_gpu_autotune_level=1 --xla_gpu_enable_triton_gemm=false" timeout 200 \
     python3 kernels/conv_shapes_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/conv_shapes9.txt
+fi
+if [ "$part" = cmdbuf9 ]; then
+  # cuDNN convolutions recorded into XLA's command buffers (CUDA graphs) with the fusions around
+  # them (--xla_gpu_enable_command_buffer=+CONVOLUTION; by default each conv is launched on its own
+  # and splits the graph). The served batch-1 function is ~20 thunks of a few microseconds each, 6
+  # of them convolutions: predicted -0.02..-0.06 ms per call if the launches between graphs are
+  # what remains of the device time. The training step (~50 kernels, ~3.6 ms) predicted 0..-1%.
+  # ABBA of training (20 seeds); then the probe with and without (same process order each time).
+  CB=--xla_gpu_enable_command_buffer=+CONVOLUTION
+  abba base20 "-- $RECIPE" cb20 "XLA_FLAGS=$CB -- $RECIPE"
+  for label in conv_cmdbuf default conv_cmdbuf_b; do
+    XLA_FLAGS=$([ "$label" = default ] || echo $CB) python3 kernels/latency_probe.py $RECIPE --label=$label \
+      --json=$OUT/latency_probe9_$label.json 2>&1 | grep -v '^[IW]1' | tee $OUT/latency_probe9_$label.txt
+  done
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
