@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -468,6 +468,18 @@ if [ "$part" = cmdbuf9 ]; then
     XLA_FLAGS=$([ "$label" = default ] || echo $CB) python3 kernels/latency_probe.py $RECIPE --label=$label \
       --json=$OUT/latency_probe9_$label.json 2>&1 | grep -v '^[IW]1' | tee $OUT/latency_probe9_$label.txt
   done
+fi
+if [ "$part" = serve9 ]; then
+  # The inference benchmark with cuDNN convolutions in command buffers (--conv_command_buffers, now
+  # the default) vs without, ABBA, on one seed of RECIPE (fast.flags, now with the same XLA flag in
+  # training). cmdbuf9's probe: batch-1 p50 0.17-0.19 vs 0.22-0.24 ms with the weights compiled in.
+  # The first row is the full benchmark (exported artifact, throughput): the headline figure.
+  R=/tmp/serve9; train_served
+  off="--nowrite_exported --throughput_batch=0"
+  serve $OUT/serve9 cb --conv_command_buffers
+  serve $OUT/serve9 nocb --noconv_command_buffers $off
+  serve $OUT/serve9 nocb_b --noconv_command_buffers $off
+  serve $OUT/serve9 cb_b --conv_command_buffers $off
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -196,6 +196,7 @@ def test_inference_cli_native_and_exported(trained_run):
   # What is served is the recipe's own protocol (its test-time augmentation), and how it holds weights.
   assert 'tta_level=' in s['protocol']['served_model'] and 'compiled into' in s['protocol']['weights']
   assert all(path['weights'] == 'constants' for path in s['paths'].values())
+  assert s['protocol']['xla_flags'].endswith('--xla_gpu_enable_command_buffer=+CONVOLUTION')
   assert set(s['paths']) == {'native', 'exported'} and s['reported'] == {
       'path': 'exported', 'mode': 'host', 'statistic': 'mean over the test set'}
   for path in s['paths'].values():
@@ -264,3 +265,11 @@ def test_leaderboard_links_latency_to_the_real_run(trained_run, tmp_path, capsys
   (run,) = [e for e in found.entries if e.kind == 'train']
   (inf,) = [e for e in found.entries if e.kind == 'inference']
   assert run.latency_ms == inf.latency_ms and run.seeds == 1 and run.tta == '0'
+
+
+def test_serving_xla_flags_add_convolution_command_buffers_last_or_nothing():
+  from dawnjax.experiments import inference
+  flag = '--xla_gpu_enable_command_buffer=+CONVOLUTION'
+  assert inference.serving_xla_flags('--xla_gpu_autotune_level=1', True) == '--xla_gpu_autotune_level=1 ' + flag
+  assert inference.serving_xla_flags('--xla_gpu_autotune_level=1', False) == '--xla_gpu_autotune_level=1'
+  assert inference.serving_xla_flags('', True) == flag

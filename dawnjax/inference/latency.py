@@ -8,7 +8,8 @@ Protocol (recorded with every result):
   * each item is timed alone and closed by a device synchronisation, so queued work never
     hides in the next item's time;
   * two input modes: 'host' = the image starts in host memory and the label ends there (upload,
-    compute, download: a full classify request, the reported DAWNBench latency); 'device' = the
+    compute, download, the download requested at dispatch: a full classify request, the reported
+    DAWNBench latency); 'device' = the
     image is already on the device and the label stays there (compute + dispatch only);
   * Python's garbage collector is paused during timed loops, as `timeit` does, so a collection
     does not land in some item's time.
@@ -96,6 +97,15 @@ class GcPaused:
       gc.enable()
 
 
+def _read_back(out):
+  """The result in host memory, its copy requested right after the dispatch so that the runtime
+  queues it behind the computation rather than after np.asarray's wait: -0.03..-0.06 ms in most
+  paired probe rows on an H200 (kernels/latency_probe.py *_baked_host_async, results/cifar10_jpeg/
+  h200_2026-12-01_s9), never slower beyond the rows' noise."""
+  out.copy_to_host_async()
+  return np.asarray(out)
+
+
 def time_items(classify, variables, images: np.ndarray, device, *, mode: str, warmup: int,
                clock: Callable[[], int] = time.perf_counter_ns) -> LatencyRun:
   """Times classify(variables, one item) for every item of `images` (batch 1), in `mode`.
@@ -115,11 +125,11 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
       return classify(variables, items[i]).block_until_ready()
   elif mode == 'host_direct':
     def one(i: int):
-      return np.asarray(classify(variables, images[i:i + 1]))
+      return _read_back(classify(variables, images[i:i + 1]))
   else:
     def one(i: int):
       # Upload, compute and download: np.asarray waits for the result.
-      return np.asarray(classify(variables, jax.device_put(images[i:i + 1], device)))
+      return _read_back(classify(variables, jax.device_put(images[i:i + 1], device)))
 
   warm = np.zeros(warmup, np.float64)
   times = np.zeros(n, np.float64)
