@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -480,6 +480,19 @@ if [ "$part" = serve9 ]; then
   serve $OUT/serve9 nocb --noconv_command_buffers $off
   serve $OUT/serve9 nocb_b --noconv_command_buffers $off
   serve $OUT/serve9 cb_b --conv_command_buffers $off
+fi
+if [ "$part" = fresh9 ]; then
+  # serve9: with convolutions in command buffers the benchmark's 'device' mode got slower (mean
+  # 0.44-0.48 vs 0.32-0.34 ms) while 'host' got faster (0.77-0.88 vs 1.09-1.31 ms) and the bounds'
+  # second pass over 1000 buffers was faster too (0.17-0.22 vs 0.27-0.35 ms). Suspect: the first
+  # use of each new input buffer address costs a command-buffer update. The probe with 10,000 new
+  # buffers timed twice, command buffers with convolutions on, off, on.
+  CB=--xla_gpu_enable_command_buffer=+CONVOLUTION
+  for label in conv_cmdbuf default conv_cmdbuf_b; do
+    XLA_FLAGS=$([ "$label" = default ] || echo $CB) python3 kernels/latency_probe.py $RECIPE --label=$label \
+      --fresh_items=10000 --calls=1000 --json=$OUT/latency_probe9f_$label.json 2>&1 | grep -v '^[IW]1' \
+      | tee $OUT/latency_probe9f_$label.txt
+  done
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

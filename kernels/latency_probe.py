@@ -12,6 +12,7 @@ floors a call is built from, so the remainder can be pinned on something:
     same        the same input buffer every call (command buffers need no address update)
     pipelined   all calls dispatched back to back, one wait: the host's cost per call
     host        device_put + classify + np.asarray (the benchmark's 'host' mode)
+    baked_fresh --fresh_items new device buffers, each used once, then all of them again
     baked_host* the same with the weights compiled in, in ABBA order (_b rows): plain, and with the
                 result's copy to the host started right after the dispatch (copy_to_host_async),
                 so it is queued behind the compute instead of requested after the wait
@@ -35,6 +36,8 @@ from dawnjax.experiments import cifar10 as cifar_entry  # defines the recipe fla
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('calls', 2000, 'Timed calls per row (after as many warm-up calls as --warmup).')
 flags.DEFINE_integer('warmup', 200, 'Untimed calls before each row.')
+flags.DEFINE_integer('fresh_items', 0, 'Also time the weights-compiled-in call over this many new device '
+                     'input buffers, twice (first pass vs buffers seen before); 0 = skip.')
 flags.DEFINE_string('json', None, 'Write the figures here too.')
 flags.DEFINE_string('label', '', 'Free text printed with the table (e.g. the XLA_FLAGS setting).')
 
@@ -165,6 +168,15 @@ def main(argv):
     for name, one in (('host', host_plain), ('host_async', host_async), ('host_async_b', host_async),
                       ('host_b', host_plain)):
       rows[f'{tag}_baked_{name}'] = _time_each(one, n, warm)
+    if level == recipe.tta_level and FLAGS.fresh_items:
+      # The benchmark's 'device' mode: one pass over a test set's worth of input buffers never seen
+      # by this executable, then the same buffers again.
+      fresh = [jax.device_put(rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8), dev)
+               for _ in range(FLAGS.fresh_items)]
+      jax.block_until_ready(fresh)
+      for name in ('fresh_pass1', 'fresh_pass2'):
+        rows[f'{tag}_baked_{name}'] = _time_each(lambda i: baked(fresh[i]).block_until_ready(),
+                                                 FLAGS.fresh_items, 0)
 
   print(f'latency probe on {dev.device_kind}, jax {jax.__version__}, {n} calls per row; '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r} {FLAGS.label}')
