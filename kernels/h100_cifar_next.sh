@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -493,6 +493,18 @@ if [ "$part" = fresh9 ]; then
       --fresh_items=10000 --calls=1000 --json=$OUT/latency_probe9f_$label.json 2>&1 | grep -v '^[IW]1' \
       | tee $OUT/latency_probe9f_$label.txt
   done
+fi
+if [ "$part" = serve9b ]; then
+  # fresh9's probe found no first-use cost (10,000 new buffers: 0.17-0.19 ms with convolutions in
+  # command buffers vs 0.28 without), unlike serve9's 'device' rows. Does the mode order matter (the
+  # benchmark times 'device' first, right after compiling)? Each setting with device first and with
+  # host first.
+  R=/tmp/serve9b; train_served
+  off="--nowrite_exported --throughput_batch=0 --bound_items=0"
+  serve $OUT/serve9b cb --conv_command_buffers $off
+  serve $OUT/serve9b nocb --noconv_command_buffers $off
+  serve $OUT/serve9b cb_hostfirst --conv_command_buffers $off --latency_modes=host,device
+  serve $OUT/serve9b nocb_hostfirst --noconv_command_buffers $off --latency_modes=host,device
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
