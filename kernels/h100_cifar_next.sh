@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -505,6 +505,19 @@ if [ "$part" = serve9b ]; then
   serve $OUT/serve9b nocb --noconv_command_buffers $off
   serve $OUT/serve9b cb_hostfirst --conv_command_buffers $off --latency_modes=host,device
   serve $OUT/serve9b nocb_hostfirst --noconv_command_buffers $off --latency_modes=host,device
+fi
+if [ "$part" = serve9c ]; then
+  # serve9b: mode order does not matter. The difference from the probe: the benchmark kept every
+  # 'device' result on device until the end (10,000 live buffers: a new output address per call, so
+  # XLA updates its command buffers each call), where the probe drops each result. Now the harness
+  # reads each result back after the clock stops. Predicted: 'device' with convolutions in command
+  # buffers at the probe's 0.17-0.19 ms, below the 0.20-0.25 ms without. ABBA.
+  R=/tmp/serve9c; train_served
+  off="--nowrite_exported --throughput_batch=0 --bound_items=0"
+  serve $OUT/serve9c cb --conv_command_buffers $off
+  serve $OUT/serve9c nocb --noconv_command_buffers $off
+  serve $OUT/serve9c nocb_b --noconv_command_buffers $off
+  serve $OUT/serve9c cb_b --conv_command_buffers $off
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
