@@ -52,8 +52,9 @@ flags.DEFINE_bool('conv_command_buffers', True,
                   "Record cuDNN convolutions into XLA's command buffers (CUDA graphs) with the fusions around "
                   'them (--xla_gpu_enable_command_buffer=+CONVOLUTION, appended to $XLA_FLAGS before JAX '
                   'starts; no effect off GPU). A batch-1 CIFAR-10 call then launches one graph instead of '
-                  'graphs split at each of its 6 convolutions: p50 0.17-0.19 vs 0.22-0.24 ms on an H200 '
-                  '(kernels/latency_probe.py, results/cifar10_jpeg/h200_2026-12-01_s9).')
+                  'graphs split at each of its 6 convolutions. On an H200: host-mode mean 0.71-0.88 vs '
+                  '0.90-1.31 ms, device work 0.075 vs 0.14-0.18 ms per request '
+                  '(results/cifar10_jpeg/h200_2026-12-01_s9).')
 flags.DEFINE_bool('write_exported', True, 'With --checkpoint: write and benchmark the jax.export artifact.')
 flags.DEFINE_list('export_platforms', [], "Platforms the artifact is lowered for, e.g. cuda,cpu "
                   '(default: this backend).')

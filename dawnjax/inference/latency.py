@@ -99,9 +99,9 @@ class GcPaused:
 
 def _read_back(out):
   """The result in host memory, its copy requested right after the dispatch so that the runtime
-  queues it behind the computation rather than after np.asarray's wait: -0.03..-0.06 ms in most
-  paired probe rows on an H200 (kernels/latency_probe.py *_baked_host_async, results/cifar10_jpeg/
-  h200_2026-12-01_s9), never slower beyond the rows' noise."""
+  queues it behind the computation rather than after np.asarray's wait: lower in 9 of 11 paired
+  probe rows on an H200 by 0.01-0.09 ms, higher in 2 by 0.01-0.05 (kernels/latency_probe.py
+  *_baked_host_async, results/cifar10_jpeg/h200_2026-12-01_s9)."""
   out.copy_to_host_async()
   return np.asarray(out)
 
