@@ -408,5 +408,6 @@ def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
   assert {'fast.flags', 'hiverge.flags', 'airbench94_muon_fast.flags'} <= set(recipes)
   fast = recipes['fast.flags']
   assert fast['epochs'] == 7.15 and fast['eval_batch_size'] == fast['batch_size'] == 1536
-  assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false' and not fast['gpu_preallocate']
+  assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION'
+  assert not fast['gpu_preallocate']
   assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files
