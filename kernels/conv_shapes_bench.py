@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dawnjax.models.airbench import gather_horizontal_taps
+
 # name, spatial size, in channels (real), out channels, kernel, padding, [padded in-channel variants]
 LAYERS = (
     ('whiten', 32, 3, 24, 2, 'VALID', (4, 8)),
@@ -74,14 +76,6 @@ def main() -> None:
   folded_rows(args.batch, args.calls, rng)
 
 
-def fold_kw(x, tap_channels: int):
-  """x's left, centre and right neighbours side by side in channels (zero at the borders), each
-  zero-padded to tap_channels: the input of KwFoldedConv's 3x1 conv."""
-  c, width = x.shape[-1], x.shape[2]
-  padded = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (0, tap_channels - c)))
-  return jnp.concatenate([padded[:, :, j:j + width] for j in range(3)], axis=-1)
-
-
 def folded_rows(batch: int, calls: int, rng) -> None:
   size, cin, cout = 31, 24, 64
   gflop = 2 * batch * size * size * cout * cin * 9 / 1e9
@@ -90,9 +84,9 @@ def folded_rows(batch: int, calls: int, rng) -> None:
   padding = ((1, 1), (0, 0))
   for taps in (cin, 32):
     w = jnp.asarray(rng.standard_normal((3, 1, 3 * taps, cout)) * 0.1, jnp.bfloat16)
-    xf = fold_kw(x, taps)
-    fold = time_fn(lambda x: fold_kw(x, taps), (x,), calls)
-    both = time_fn(lambda x, w: conv(fold_kw(x, taps), w, padding), (x, w), calls)
+    xf = gather_horizontal_taps(x, taps)
+    fold = time_fn(lambda x: gather_horizontal_taps(x, taps), (x,), calls)
+    both = time_fn(lambda x, w: conv(gather_horizontal_taps(x, taps), w, padding), (x, w), calls)
     fwd = time_fn(lambda x, w: conv(x, w, padding), (xf, w), calls)
     wgrad = time_fn(lambda x, w, g: jax.vjp(lambda w: conv(x, w, padding), w)[1](g)[0], (xf, w, g), calls)
     dgrad = time_fn(lambda x, w, g: jax.vjp(lambda x: conv(x, w, padding), x)[1](g)[0], (xf, w, g), calls)

@@ -102,6 +102,15 @@ def activation_fn(name: str, gelu_approximate: bool = False):
   raise ValueError(f'activation {name!r}: expected one of {ACTIVATIONS}')
 
 
+def gather_horizontal_taps(x: jax.Array, tap_channels: int | None = None) -> jax.Array:
+  """x's left, centre and right neighbours side by side in channels (zero at the borders): channel
+  j*T + c holds input channel c at column offset j - 1, T = tap_channels (>= C; the extra channels
+  of each tap are zeros) or C. The input of KwFoldedConv's 3x1 conv, with its kernel's (kw, c) order."""
+  channels, width = x.shape[-1], x.shape[2]
+  padded = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (0, (tap_channels or channels) - channels)))
+  return jnp.concatenate([padded[:, :, j:j + width] for j in range(3)], axis=-1)
+
+
 class KwFoldedConv(nn.Module):
   """nn.Conv(features, (3, 3), padding='SAME', use_bias=False) with its three horizontal taps
   gathered into channels: the input's left, centre and right neighbours side by side (3*C channels,
@@ -119,13 +128,10 @@ class KwFoldedConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    channels, width = x.shape[-1], x.shape[2]
+    channels = x.shape[-1]
     kernel = self.param('kernel', self.kernel_init, (3, 3, channels, self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    padded = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)))
-    # Channel j*C + c holds input channel c at column offset j - 1: the (kw, c) order of the
-    # reshaped HWIO kernel below.
-    folded = jnp.concatenate([padded[:, :, j:j + width] for j in range(3)], axis=-1)
+    folded = gather_horizontal_taps(x)
     return jax.lax.conv_general_dilated(folded, kernel.reshape(3, 1, 3 * channels, self.features), (1, 1),
                                         ((1, 1), (0, 0)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
