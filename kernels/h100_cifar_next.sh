@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -518,6 +518,11 @@ if [ "$part" = serve9c ]; then
   serve $OUT/serve9c nocb --noconv_command_buffers $off
   serve $OUT/serve9c nocb_b --noconv_command_buffers $off
   serve $OUT/serve9c cb_b --conv_command_buffers $off
+fi
+if [ "$part" = igemm10 ]; then
+  # Block1's first conv as a Pallas implicit GEMM (models/implicit_gemm_conv.py) vs cuDNN, alone, over a
+  # sweep of tilings. Predicted: forward and filter gradient each 1.5-2x faster than cuDNN's ~0.23 ms.
+  python3 kernels/implicit_gemm_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/igemm10.txt
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

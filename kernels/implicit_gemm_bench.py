@@ -1,0 +1,82 @@
+"""Block1's first conv (31x31, 24 -> 64 channels, 3x3) as cuDNN vs the Pallas implicit GEMM
+(dawnjax/models/implicit_gemm_conv.py), forward and filter gradient, over a sweep of tilings.
+
+Each figure is the mean of --calls back-to-back dispatches after a warm-up (conv_shapes_bench.time_fn),
+all in one process, so the rows compare side by side. TFLOP/s counts the useful FLOPs (24 channels,
+31x31 pixels). 'err' is the largest difference from XLA's convolution relative to its largest value.
+
+  python3 kernels/implicit_gemm_bench.py [--batch=1536] [--calls=200] [--quick]
+"""
+import argparse
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from conv_shapes_bench import time_fn
+from dawnjax.models import implicit_gemm_conv as ig
+
+
+def rel_err(a, b) -> float:
+  a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+  return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--batch', type=int, default=1536)
+  p.add_argument('--calls', type=int, default=200)
+  p.add_argument('--quick', action='store_true', help='the default tiling only')
+  args = p.parse_args()
+  size, cin, cout = 31, 24, 64
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((args.batch, size, size, cin)), jnp.bfloat16)
+  w = jnp.asarray(rng.standard_normal((3, 3, cin, cout)) * 0.1, jnp.bfloat16)
+  g = jnp.asarray(rng.standard_normal((args.batch, size, size, cout)), jnp.bfloat16)
+  gflop = 2 * args.batch * size * size * cout * cin * 9 / 1e9
+  print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch}, {args.calls} calls per figure, '
+        f'{gflop:.1f} GFLOP per pass')
+
+  ref = ig.reference_conv3x3
+  y_ref = jax.jit(ref)(x, w)
+  dw_ref = jax.jit(lambda x, w, g: jax.vjp(lambda w: ref(x, w), w)[1](g)[0])(x, w, g)
+  dw_ref32 = jax.jit(lambda x, w, g: jax.vjp(lambda w: ref(x.astype(jnp.float32), w), w.astype(jnp.float32))[1](
+      g.astype(jnp.float32))[0])(x, w, g)
+  cudnn_fwd = time_fn(ref, (x, w), args.calls)
+  cudnn_wgrad = time_fn(lambda x, w, g: jax.vjp(lambda w: ref(x, w), w)[1](g)[0], (x, w, g), args.calls)
+  print(f'cuDNN (XLA conv)            fwd {cudnn_fwd:.4f} ms {gflop / cudnn_fwd:5.0f} TF/s | '
+        f'wgrad {cudnn_wgrad:.4f} ms {gflop / cudnn_wgrad:5.0f} TF/s  (bf16 wgrad err vs f32 {rel_err(dw_ref, dw_ref32):.1e})',
+        flush=True)
+
+  default = ig.Tiling()
+  fwd_tilings = [default] if args.quick else [
+      dataclasses.replace(default, block_pixels=b, fwd_warps=nw) for b, nw in itertools.product((64, 128, 256), (4, 8))]
+  for t in fwd_tilings:
+    try:
+      fn = lambda x, w, t=t: ig._forward(x, w, t)
+      err = rel_err(jax.jit(fn)(x, w), y_ref)
+      ms = time_fn(fn, (x, w), args.calls)
+      print(f'pallas fwd   block {t.block_pixels:>3} warps {t.fwd_warps}  {ms:.4f} ms {gflop / ms:5.0f} TF/s  '
+            f'{cudnn_fwd / ms:4.2f}x cuDNN  err {err:.1e}', flush=True)
+    except Exception as e:  # a tiling may not compile (registers, shared memory): report and go on
+      print(f'pallas fwd   block {t.block_pixels:>3} warps {t.fwd_warps}  FAILED {type(e).__name__}: {str(e)[:200]}')
+
+  wgrad_tilings = [default] if args.quick else [
+      dataclasses.replace(default, block_pixels=b, wgrad_warps=nw, wgrad_stages=s, wgrad_programs=gp)
+      for b, nw, s, gp in itertools.product((64, 128), (4, 8), (2, 3), (132, 264))]
+  for t in wgrad_tilings:
+    label = f'block {t.block_pixels:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} programs {t.wgrad_programs:>3}'
+    try:
+      fn = lambda x, g, t=t: ig._filter_grad(x, g, t).astype(jnp.bfloat16)
+      err = rel_err(jax.jit(fn)(x, g), dw_ref32)
+      ms = time_fn(fn, (x, g), args.calls)
+      print(f'pallas wgrad {label}  {ms:.4f} ms {gflop / ms:5.0f} TF/s  {cudnn_wgrad / ms:4.2f}x cuDNN  '
+            f'err vs f32 {err:.1e}', flush=True)
+    except Exception as e:
+      print(f'pallas wgrad {label}  FAILED {type(e).__name__}: {str(e)[:200]}')
+
+
+if __name__ == '__main__':
+  main()
