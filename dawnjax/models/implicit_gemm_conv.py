@@ -69,7 +69,7 @@ def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, b
   for dy in range(3):
     for dx in range(3):
       rows = _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, pixels)
-      acc += pl.dot(rows, w_ref[dy * 3 + dx])
+      acc += jnp.dot(rows, w_ref[dy * 3 + dx], preferred_element_type=jnp.float32)
   out = p[:, None] * features + jnp.arange(features)[None, :]
   plgpu.store(y_ref.at[n, out], acc.astype(y_ref.dtype), mask=(p < pixels)[:, None])
 
@@ -88,8 +88,8 @@ def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, bl
     limit = jnp.where(n < images, pixels, 0)  # the last program's share may run past the batch
     g_offsets = p[:, None] * features + jnp.arange(features)[None, :]
     g = plgpu.load(g_ref.at[n, g_offsets], mask=(p < limit)[:, None], other=0)
-    return tuple(acc + pl.dot(g, _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit),
-                              trans_a=True)
+    return tuple(acc + jnp.dot(g.T, _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit),
+                               preferred_element_type=jnp.float32)
                  for dx, acc in enumerate(accs))
 
   zeros = jnp.zeros((features, cpad), jnp.float32)
