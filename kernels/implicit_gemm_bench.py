@@ -52,16 +52,18 @@ def main() -> None:
 
   default = ig.Tiling()
   fwd_tilings = [default] if args.quick else [
-      dataclasses.replace(default, block_pixels=b, fwd_warps=nw) for b, nw in itertools.product((64, 128, 256), (4, 8))]
+      dataclasses.replace(default, block_pixels=b, fwd_programs=gp, fwd_warps=nw, fwd_stages=s)
+      for b, gp, nw, s in itertools.product((64, 128), (132, 264, 528), (4, 8), (2, 3))]
   for t in fwd_tilings:
+    label = f'block {t.block_pixels:>3} warps {t.fwd_warps} stages {t.fwd_stages} programs {t.fwd_programs:>3}'
     try:
       fn = lambda x, w, t=t: ig._forward(x, w, t)
       err = rel_err(jax.jit(fn)(x, w), y_ref)
       ms = time_fn(fn, (x, w), args.calls)
-      print(f'pallas fwd   block {t.block_pixels:>3} warps {t.fwd_warps}  {ms:.4f} ms {gflop / ms:5.0f} TF/s  '
-            f'{cudnn_fwd / ms:4.2f}x cuDNN  err {err:.1e}', flush=True)
+      print(f'pallas fwd   {label}  {ms:.4f} ms {gflop / ms:5.0f} TF/s  {cudnn_fwd / ms:4.2f}x cuDNN  err {err:.1e}',
+            flush=True)
     except Exception as e:  # a tiling may not compile (registers, shared memory): report and go on
-      print(f'pallas fwd   block {t.block_pixels:>3} warps {t.fwd_warps}  FAILED {type(e).__name__}: {str(e)[:200]}')
+      print(f'pallas fwd   {label}  FAILED {type(e).__name__}: {str(e)[:200]}')
 
   wgrad_tilings = [default] if args.quick else [
       dataclasses.replace(default, block_pixels=b, wgrad_warps=nw, wgrad_stages=s, wgrad_programs=gp)

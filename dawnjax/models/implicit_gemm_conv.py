@@ -33,8 +33,10 @@ from jax.experimental.pallas import triton as plgpu
 @dataclasses.dataclass(frozen=True)
 class Tiling:
   """Launch parameters; the defaults are the measured best on an H200 (kernels/implicit_gemm_bench.py)."""
-  block_pixels: int = 128  # output pixels per program (forward) and per loop step (filter gradient)
+  block_pixels: int = 128  # output pixels per loop step
+  fwd_programs: int = 264  # programs; each walks every fwd_programs-th tile of the batch
   fwd_warps: int = 4
+  fwd_stages: int = 2
   wgrad_warps: int = 4
   wgrad_stages: int = 3
   wgrad_programs: int = 128  # programs per tap row; each sums a contiguous share of all pixel tiles
@@ -60,18 +62,31 @@ def _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, valid_limit):
   return plgpu.load(x_ref.at[n, offsets], mask=mask, other=0)
 
 
-def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, block):
-  n, tile = pl.program_id(0), pl.program_id(1)
+def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, block, images, programs,
+                    tiles_per_program):
+  """Each program loads the 9 taps' weights once, then walks its tiles (every `programs`-th one), so
+  Triton can prefetch the next tile's rows while the tensor cores work on this one."""
+  program = pl.program_id(0)
   pixels = height * width
-  p = tile * block + jnp.arange(block)
+  tiles_per_image = pl.cdiv(pixels, block)
   cpad = w_ref.shape[1]
-  acc = jnp.zeros((block, features), jnp.float32)
-  for dy in range(3):
-    for dx in range(3):
-      rows = _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, pixels)
-      acc += jnp.dot(rows, w_ref[dy * 3 + dx], preferred_element_type=jnp.float32)
-  out = p[:, None] * features + jnp.arange(features)[None, :]
-  plgpu.store(y_ref.at[n, out], acc.astype(y_ref.dtype), mask=(p < pixels)[:, None])
+  taps = [w_ref[t] for t in range(9)]
+
+  def step(i, carry):
+    t = i * programs + program
+    n, tile = t // tiles_per_image, t % tiles_per_image
+    p = tile * block + jnp.arange(block)
+    limit = pixels * (n < images).astype(jnp.int32)
+    acc = jnp.zeros((block, features), jnp.float32)
+    for dy in range(3):
+      for dx in range(3):
+        rows = _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit)
+        acc += jnp.dot(rows, taps[dy * 3 + dx], preferred_element_type=jnp.float32)
+    out = p[:, None] * features + jnp.arange(features)[None, :]
+    plgpu.store(y_ref.at[n, out], acc.astype(y_ref.dtype), mask=(p < limit)[:, None])
+    return carry
+
+  jax.lax.fori_loop(0, tiles_per_program, step, 0)
 
 
 def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, block, images,
@@ -85,7 +100,7 @@ def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, bl
     t = program * tiles_per_program + i
     n, tile = t // tiles_per_image, t % tiles_per_image
     p = tile * block + jnp.arange(block)
-    limit = jnp.where(n < images, pixels, 0)  # the last program's share may run past the batch
+    limit = pixels * (n < images).astype(jnp.int32)  # the last program's share may run past the batch
     g_offsets = p[:, None] * features + jnp.arange(features)[None, :]
     g = plgpu.load(g_ref.at[n, g_offsets], mask=(p < limit)[:, None], other=0)
     return tuple(acc + jnp.dot(g.T, _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit),
@@ -115,12 +130,15 @@ def _forward(x, w, tiling: Tiling):
   cpad = max(16, _pow2(channels))  # tensor-core dots want K >= 16
   taps = jnp.pad(w.reshape(9, channels, features), ((0, 0), (0, cpad - channels), (0, 0))).astype(x.dtype)
   block = tiling.block_pixels
-  kernel = functools.partial(_forward_kernel, height=height, width=width, channels=channels,
-                             features=features, block=block)
+  tiles = images * pl.cdiv(height * width, block)
+  programs = min(tiling.fwd_programs, tiles)
+  kernel = functools.partial(_forward_kernel, height=height, width=width, channels=channels, features=features,
+                             block=block, images=images, programs=programs,
+                             tiles_per_program=pl.cdiv(tiles, programs))
   y = pl.pallas_call(
-      kernel, grid=(images, pl.cdiv(height * width, block)),
+      kernel, grid=(programs,),
       out_shape=jax.ShapeDtypeStruct((images, height * width * features), x.dtype),
-      compiler_params=plgpu.CompilerParams(num_warps=tiling.fwd_warps, num_stages=1),
+      compiler_params=plgpu.CompilerParams(num_warps=tiling.fwd_warps, num_stages=tiling.fwd_stages),
       cost_estimate=pl.CostEstimate(
           flops=_conv_flops(x, features), transcendentals=0,
           bytes_accessed=(x.size + images * height * width * features) * x.dtype.itemsize),
