@@ -52,10 +52,10 @@ def main() -> None:
 
   default = ig.Tiling()
   fwd_tilings = [default] if args.quick else [
-      dataclasses.replace(default, block_pixels=b, fwd_programs=gp, fwd_warps=nw, fwd_stages=s)
-      for b, gp, nw, s in itertools.product((64, 128), (132, 264, 528), (4, 8), (2, 3))]
+      dataclasses.replace(default, fwd_slots=k, block_pixels=b, fwd_warps=nw)
+      for k, b, nw in itertools.product((1, 4), (64, 128, 256), (4, 8))]
   for t in fwd_tilings:
-    label = f'block {t.block_pixels:>3} warps {t.fwd_warps} stages {t.fwd_stages} programs {t.fwd_programs:>3}'
+    label = f'slots {t.fwd_slots} block {t.block_pixels:>3} warps {t.fwd_warps}'
     try:
       fn = lambda x, w, t=t: ig._forward(x, w, t)
       err = rel_err(jax.jit(fn)(x, w), y_ref)
@@ -66,10 +66,12 @@ def main() -> None:
       print(f'pallas fwd   {label}  FAILED {type(e).__name__}: {str(e)[:200]}')
 
   wgrad_tilings = [default] if args.quick else [
-      dataclasses.replace(default, block_pixels=b, wgrad_warps=nw, wgrad_stages=s, wgrad_programs=gp)
-      for b, nw, s, gp in itertools.product((64, 128), (4, 8), (2, 3), (132, 264))]
+      dataclasses.replace(default, wgrad_slots=k, block_pixels=b, wgrad_warps=nw, wgrad_stages=st, wgrad_programs=gp)
+      for k, b, nw, st, gp in itertools.product((1, 4), (64, 128), (4, 8), (3, 4), (132, 264))
+      if gp == 132 or (nw == 4 and st == 3)]
   for t in wgrad_tilings:
-    label = f'block {t.block_pixels:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} programs {t.wgrad_programs:>3}'
+    label = (f'slots {t.wgrad_slots} block {t.block_pixels:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} '
+             f'programs {t.wgrad_programs:>3}')
     try:
       fn = lambda x, g, t=t: ig._filter_grad(x, g, t).astype(jnp.bfloat16)
       err = rel_err(jax.jit(fn)(x, g), dw_ref32)
