@@ -521,7 +521,7 @@ if [ "$part" = serve9c ]; then
 fi
 if [ "$part" = igemm10 ]; then
   # Block1's first conv as a Pallas implicit GEMM (models/implicit_gemm_conv.py) vs cuDNN, alone, over a
-  # sweep of tilings (run 2: persistent forward programs, slower; run 3: one program per tile again, and the three taps of a kernel row packed into one K=128 dot). Predicted: forward and filter gradient each 1.5-2x faster than cuDNN's ~0.23 ms.
+  # sweep of tilings (run 2: persistent forward programs, slower; run 3: one program per tile again, and the three taps of a kernel row packed into one K=128 dot, 2-4x slower; run 4: the run-1 kernels with affine offsets, on 24 and on 32 (zero-padded) channels). Predicted: forward and filter gradient each 1.5-2x faster than cuDNN's ~0.23 ms.
   python3 kernels/implicit_gemm_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/igemm10.txt
 fi
 if [ "$part" = round3 ]; then

@@ -32,17 +32,13 @@ from jax.experimental.pallas import triton as plgpu
 
 @dataclasses.dataclass(frozen=True)
 class Tiling:
-  """Launch parameters; the defaults are the measured best on an H200 (kernels/implicit_gemm_bench.py).
-
-  `*_slots`: taps per dot. 1 = nine dots with K = C padded to a power of two (>= 16); 4 = three dots,
-  one per kernel row, with the row's three horizontal taps side by side in K (4 slots, the last zero)."""
-  block_pixels: int = 128  # output pixels per program (forward) and per loop step (filter gradient)
+  """Launch parameters; the defaults are the measured best on an H200 (kernels/implicit_gemm_bench.py)."""
+  fwd_block: int = 128  # output pixels per program
   fwd_warps: int = 4
-  fwd_slots: int = 1
+  wgrad_block: int = 64  # pixels per loop step
   wgrad_warps: int = 4
   wgrad_stages: int = 3
   wgrad_programs: int = 132  # programs per kernel row; each sums a contiguous share of all pixel tiles
-  wgrad_slots: int = 1
 
 
 def _pow2(n: int) -> int:
@@ -53,48 +49,42 @@ def _on_gpu() -> bool:
   return jax.default_backend() == 'gpu'
 
 
-def _slab(x_ref, n, p, dy, dx0, slots, height, width, channels, cpad, limit):
-  """(len(p), slots * cpad): column s * cpad + c holds channel c of x[n] at pixel p shifted by tap
-  (dy, dx0 + s), taps in [0, 3)^2 centred on (1, 1). Zero where the shifted pixel leaves the image,
-  where p >= limit, in the padded channels and in slots past the kernel's last column."""
-  k = jnp.arange(slots * cpad)
-  dx, c = dx0 + k // cpad, k % cpad
+def _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit):
+  """x[n] at the pixels p shifted by tap (dy, dx) in [0, 3)^2, as (len(p), cpad): zero where the
+  shifted pixel leaves the image, where p >= limit, and in the padded channels.
+
+  The offsets stay affine in two aranges and the channel mask is left out when there are no padded
+  channels, so that Triton can prove 16-byte contiguity and vectorise the loads: an offset built
+  through a division (a packed-taps variant) measured 2x slower (kernels/implicit_gemm_bench.py)."""
   row, col = p // width, p % width
-  src_row = row + dy - 1
-  src_col = col[:, None] + dx[None, :] - 1
-  inside = (((p < limit) & (src_row >= 0) & (src_row < height))[:, None]
-            & (src_col >= 0) & (src_col < width) & ((dx < 3) & (c < channels))[None, :])
-  offsets = (p[:, None] + (dy - 1) * width + dx[None, :] - 1) * channels + c[None, :]
-  return plgpu.load(x_ref.at[n, offsets], mask=inside, other=0)
+  src_row, src_col = row + dy - 1, col + dx - 1
+  inside = (p < limit) & (src_row >= 0) & (src_row < height) & (src_col >= 0) & (src_col < width)
+  c = jnp.arange(cpad)
+  offsets = (p + (dy - 1) * width + (dx - 1))[:, None] * channels + c[None, :]
+  mask = inside[:, None] if channels == cpad else inside[:, None] & (c < channels)[None, :]
+  return plgpu.load(x_ref.at[n, offsets], mask=mask, other=0)
 
 
-def _slab_starts(slots):
-  return range(0, 3, slots)  # dx0 of each dot in a kernel row
-
-
-def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, block, slots):
+def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, block):
   n, tile = pl.program_id(0), pl.program_id(1)
   pixels = height * width
   p = tile * block + jnp.arange(block)
-  cpad = w_ref.shape[1] // slots
+  cpad = w_ref.shape[1]
   acc = jnp.zeros((block, features), jnp.float32)
-  j = 0
   for dy in range(3):
-    for dx0 in _slab_starts(slots):
-      rows = _slab(x_ref, n, p, dy, dx0, slots, height, width, channels, cpad, pixels)
-      acc += jnp.dot(rows, w_ref[j], preferred_element_type=jnp.float32)
-      j += 1
+    for dx in range(3):
+      rows = _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, pixels)
+      acc += jnp.dot(rows, w_ref[dy * 3 + dx], preferred_element_type=jnp.float32)
   out = p[:, None] * features + jnp.arange(features)[None, :]
   plgpu.store(y_ref.at[n, out], acc.astype(y_ref.dtype), mask=(p < pixels)[:, None])
 
 
 def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, block, images,
-                  tiles_per_program, slots):
+                  tiles_per_program):
   dy, program = pl.program_id(0), pl.program_id(1)
   pixels = height * width
   tiles_per_image = pl.cdiv(pixels, block)
-  cpad = dw_ref.shape[-1] // slots
-  starts = _slab_starts(slots)
+  cpad = dw_ref.shape[-1]
 
   def step(i, accs):
     t = program * tiles_per_program + i
@@ -103,14 +93,14 @@ def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, bl
     limit = pixels * (n < images).astype(jnp.int32)  # the last program's share may run past the batch
     g_offsets = p[:, None] * features + jnp.arange(features)[None, :]
     g = plgpu.load(g_ref.at[n, g_offsets], mask=(p < limit)[:, None], other=0)
-    return tuple(acc + jnp.dot(g.T, _slab(x_ref, n, p, dy, dx0, slots, height, width, channels, cpad, limit),
+    return tuple(acc + jnp.dot(g.T, _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit),
                                preferred_element_type=jnp.float32)
-                 for dx0, acc in zip(starts, accs))
+                 for dx, acc in enumerate(accs))
 
-  zeros = jnp.zeros((features, slots * cpad), jnp.float32)
-  accs = jax.lax.fori_loop(0, tiles_per_program, step, tuple(zeros for _ in starts))
-  for j, acc in enumerate(accs):
-    dw_ref[dy, program, j] = acc
+  zeros = jnp.zeros((features, cpad), jnp.float32)
+  accs = jax.lax.fori_loop(0, tiles_per_program, step, (zeros, zeros, zeros))
+  for dx, acc in enumerate(accs):
+    dw_ref[dy, program, dx] = acc
 
 
 def _check(x, w):
@@ -128,20 +118,14 @@ def _cpad(channels):
   return max(16, _pow2(channels))  # tensor-core dots want K >= 16
 
 
-def _packed_weights(w, slots, dtype):
-  """(3 * len(starts), slots * cpad, F): the kernel rows' taps in the order the kernels walk them."""
-  channels, features = w.shape[2:]
-  cpad = _cpad(channels)
-  w = jnp.pad(w, ((0, 0), (0, len(_slab_starts(slots)) * slots - 3), (0, cpad - channels), (0, 0)))
-  return w.reshape(-1, slots * cpad, features).astype(dtype)
-
-
 def _forward(x, w, tiling: Tiling):
   images, height, width, channels = x.shape
   features = w.shape[-1]
-  block, slots = tiling.block_pixels, tiling.fwd_slots
-  kernel = functools.partial(_forward_kernel, height=height, width=width, channels=channels, features=features,
-                             block=block, slots=slots)
+  cpad = _cpad(channels)
+  taps = jnp.pad(w.reshape(9, channels, features), ((0, 0), (0, cpad - channels), (0, 0))).astype(x.dtype)
+  block = tiling.fwd_block
+  kernel = functools.partial(_forward_kernel, height=height, width=width, channels=channels,
+                             features=features, block=block)
   y = pl.pallas_call(
       kernel, grid=(images, pl.cdiv(height * width, block)),
       out_shape=jax.ShapeDtypeStruct((images, height * width * features), x.dtype),
@@ -150,33 +134,31 @@ def _forward(x, w, tiling: Tiling):
           flops=_conv_flops(x, features), transcendentals=0,
           bytes_accessed=(x.size + images * height * width * features) * x.dtype.itemsize),
       interpret=not _on_gpu(), name='implicit_gemm_conv3x3_fwd',
-  )(x.reshape(images, -1), _packed_weights(w, slots, x.dtype))
+  )(x.reshape(images, -1), taps)
   return y.reshape(images, height, width, features)
 
 
 def _filter_grad(x, g, tiling: Tiling):
   images, height, width, channels = x.shape
   features = g.shape[-1]
-  cpad, block, slots = _cpad(channels), tiling.block_pixels, tiling.wgrad_slots
+  cpad, block = _cpad(channels), tiling.wgrad_block
   tiles = images * pl.cdiv(height * width, block)
   programs = min(tiling.wgrad_programs, tiles)
   per_program = pl.cdiv(tiles, programs)
   programs = pl.cdiv(tiles, per_program)
-  dots = len(_slab_starts(slots))
-  kernel = functools.partial(_wgrad_kernel, height=height, width=width, channels=channels, features=features,
-                             block=block, images=images, tiles_per_program=per_program, slots=slots)
+  kernel = functools.partial(_wgrad_kernel, height=height, width=width, channels=channels,
+                             features=features, block=block, images=images, tiles_per_program=per_program)
   partial_sums = pl.pallas_call(
       kernel, grid=(3, programs),
-      out_shape=jax.ShapeDtypeStruct((3, programs, dots, features, slots * cpad), jnp.float32),
+      out_shape=jax.ShapeDtypeStruct((3, programs, 3, features, cpad), jnp.float32),
       compiler_params=plgpu.CompilerParams(num_warps=tiling.wgrad_warps, num_stages=tiling.wgrad_stages),
       cost_estimate=pl.CostEstimate(
           flops=_conv_flops(x, features), transcendentals=0,
           bytes_accessed=(3 * x.size + 3 * g.size) * x.dtype.itemsize),
       interpret=not _on_gpu(), name='implicit_gemm_conv3x3_wgrad',
   )(x.reshape(images, -1), g.reshape(images, -1))
-  dw = partial_sums.sum(axis=1).reshape(3, dots, features, slots, cpad)
-  dw = jnp.transpose(dw, (0, 1, 3, 4, 2)).reshape(3, dots * slots, cpad, features)
-  return dw[:, :3, :channels, :]
+  dw = partial_sums.sum(axis=1)  # (3, 3, F, cpad)
+  return jnp.transpose(dw, (0, 1, 3, 2))[:, :, :channels, :]
 
 
 def reference_conv3x3(x, w):
