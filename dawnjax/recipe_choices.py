@@ -15,7 +15,8 @@ BN_IMPLS = ('flax', 'fused')
 WHITEN_IMPLS = ('conv', 'elementwise')
 # Block1's first conv (3x3, the whitened channels in): 'conv' = nn.Conv; 'kw_folded' = the same conv
 # with its horizontal taps gathered into channels, a 3x1 conv on 3x the channels
-# (models/airbench.KwFoldedConv).
-CONV1_IMPLS = ('conv', 'kw_folded')
+# (models/airbench.KwFoldedConv); 'padded_igemm' = the whitened input carries zero channels up to 32,
+# cuDNN's forward on them, the filter gradient from a Pallas implicit GEMM (models/airbench.PaddedIgemmConv).
+CONV1_IMPLS = ('conv', 'kw_folded', 'padded_igemm')
 # Newton-Schulz quintic coefficients (a, b, c) of Muon's orthogonalisation (Keller Jordan's).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)

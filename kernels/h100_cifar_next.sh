@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -523,6 +523,15 @@ if [ "$part" = igemm10 ]; then
   # Block1's first conv as a Pallas implicit GEMM (models/implicit_gemm_conv.py) vs cuDNN, alone, over a
   # sweep of tilings (run 2: persistent forward programs, slower; run 3: one program per tile again, and the three taps of a kernel row packed into one K=128 dot, 2-4x slower; run 4: the run-1 kernels with affine offsets, on 24 and on 32 (zero-padded) channels). Predicted: forward and filter gradient each 1.5-2x faster than cuDNN's ~0.23 ms.
   python3 kernels/implicit_gemm_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/igemm10.txt
+fi
+if [ "$part" = igemm10b ]; then
+  # igemm10 (run 4): on 32 channels cuDNN's forward takes 0.150 ms (0.235 on 24) and the Pallas filter
+  # gradient 0.167 ms (cuDNN 0.245 on 24, 0.290 on 32). --block1_conv1_impl=padded_igemm: the whitening
+  # pass writes 8 zero channels, cuDNN's forward on 32, the Pallas filter gradient. Predicted -3..-4%
+  # (-0.16 ms of ~3.6 ms per step, less ~0.01 ms for the wider write and the partial sums). ABBA, then
+  # a profile of the new variant.
+  abba conv20 "-- $RECIPE" igemm20 "-- $RECIPE --block1_conv1_impl=padded_igemm"
+  profile igemm $RECIPE --block1_conv1_impl=padded_igemm
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

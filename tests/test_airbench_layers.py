@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dawnjax.models.airbench import (AirbenchConfig, AirbenchNet, KwFoldedConv, PatchWhiten, dirac_uniform_init,
-                                     whitening_kernel)
+from dawnjax.models.airbench import (AirbenchConfig, AirbenchNet, KwFoldedConv, PaddedIgemmConv, PatchWhiten,
+                                     dirac_uniform_init, whitening_kernel)
 import flax.linen as nn
 
 
@@ -24,6 +24,23 @@ def test_patch_whiten_is_the_valid_conv_with_the_same_variables_and_gradients():
   g_conv, g_patch = (jax.grad(lambda p, m=m: jnp.sum(jnp.tanh(m.apply(p, x))))(params) for m in (conv, patch))
   for a, b in zip(jax.tree_util.tree_leaves(g_conv), jax.tree_util.tree_leaves(g_patch)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_padded_igemm_conv_is_the_same_conv_on_zero_padded_channels_with_the_same_variables_and_gradients():
+  x = jax.random.normal(jax.random.key(1), (2, 7, 9, 5))
+  padded = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, 3)))  # what AirbenchNet's whitening pass writes
+  conv = nn.Conv(8, (3, 3), padding='SAME', use_bias=False, kernel_init=dirac_uniform_init, name='conv1')
+  ours = PaddedIgemmConv(8, 5, name='conv1')
+  v_conv, v_ours = conv.init(jax.random.key(0), x), ours.init(jax.random.key(0), padded)
+  for a, b in zip(jax.tree_util.tree_leaves(v_conv), jax.tree_util.tree_leaves(v_ours)):
+    np.testing.assert_array_equal(a, b)  # the kernel keeps the real channel count and initial values
+  params = {'params': {'kernel': jax.random.normal(jax.random.key(2), (3, 3, 5, 8))}}
+  np.testing.assert_allclose(ours.apply(params, padded), conv.apply(params, x), rtol=1e-5, atol=1e-5)
+  loss = lambda m: lambda p, x: jnp.sum(jnp.tanh(m.apply(p, x)) * jnp.arange(8.0))
+  g_conv, g_ours = jax.grad(loss(conv))(params, x), jax.grad(loss(ours))(params, padded)
+  np.testing.assert_allclose(g_ours['params']['kernel'], g_conv['params']['kernel'], rtol=1e-4, atol=1e-4)
+  dx_conv, dx_ours = jax.grad(loss(conv), argnums=1)(params, x), jax.grad(loss(ours), argnums=1)(params, padded)
+  np.testing.assert_allclose(dx_ours[..., :5], dx_conv, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
@@ -71,13 +88,14 @@ def test_airbench_net_logits_agree_between_block1_conv1_impls(dtype):
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
   nets = {impl: AirbenchNet(AirbenchConfig(widths=(8, 8, 8), dtype=dtype, whiten_impl='elementwise',
                                            block1_conv1_impl=impl))
-          for impl in ('conv', 'kw_folded')}
+          for impl in ('conv', 'kw_folded', 'padded_igemm')}
   variables = nets['conv'].init(jax.random.key(0), x)
-  assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(
-      nets['kw_folded'].init(jax.random.key(0), x))
   logits = {impl: net.apply(variables, x) for impl, net in nets.items()}
   tol = 1e-5 if dtype == 'float32' else 2e-2  # bf16: the same sums in another order
-  np.testing.assert_allclose(logits['kw_folded'], logits['conv'], rtol=tol, atol=tol)
+  for impl in ('kw_folded', 'padded_igemm'):
+    other = nets[impl].init(jax.random.key(0), x)
+    assert jax.tree_util.tree_map(np.shape, other) == jax.tree_util.tree_map(np.shape, variables)
+    np.testing.assert_allclose(logits[impl], logits['conv'], rtol=tol, atol=tol)
 
 
 def test_an_unknown_block1_conv1_impl_is_a_config_error():

@@ -259,6 +259,31 @@ def test_steps_after_the_whitening_bias_freezes_drop_its_gradient_and_change_not
   assert counts == [19, 18], counts
   assert flops_on.train_per_example < flops_off.train_per_example
 
+def test_padded_igemm_block1_conv_trains_like_nn_conv_and_counts_the_same_model_flops():
+  import jax
+  data = learnable_data(n_train=128, n_test=64)
+  runs = {}
+  for impl in ('conv', 'padded_igemm'):
+    # The whitening bias trains for step 0, so both the input gradient (XLA's, through the zero
+    # channels) and the pruned program are exercised.
+    recipe = CifarRecipe(batch_size=64, epochs=2, whiten_bias_epochs=0.5, lookahead=False,
+                         block1_conv1_impl=impl, **TINY)
+    wl = Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: data)
+    wl.load_data()
+    flops = wl.compile(epoch_evals=False)
+    state, losses = wl.init(0), []
+    for epoch in range(2):
+      state, loss = wl.train_epoch(state, epoch)
+      losses.append(float(loss['train_loss']))
+    runs[impl] = (flops, state, losses)
+  (f_conv, s_conv, l_conv), (f_ours, s_ours, l_ours) = runs['conv'], runs['padded_igemm']
+  assert f_ours == f_conv  # model FLOPs are the architecture's, not the padded or Pallas work
+  np.testing.assert_allclose(l_ours, l_conv, rtol=1e-4)
+  for a, b in zip(jax.tree_util.tree_leaves(s_ours.params), jax.tree_util.tree_leaves(s_conv.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+  assert not np.allclose(s_ours.params['block1']['conv1']['kernel'], wl.init(0).params['block1']['conv1']['kernel'])
+
+
 # ---------------------------------------------------------------- hiverge cifar10-speedrun knobs
 HIVERGE_FLAGS = os.path.join(REPO, 'experiments', 'cifar10', 'hiverge.flags')
 

@@ -32,10 +32,13 @@ def _define_recipe_flags() -> None:
                       'models/airbench.PatchWhiten). Model FLOPs count convolutions and '
                       'matmuls only, so they then leave out the whitening\'s 2x2x3x24 multiply-adds: '
                       '~0.55 of ~710 MFLOP per training image, MFU understated by ~0.08%.'),
-      'block1_conv1_impl': ("Block1's first conv (3x3, the 24 whitened channels in): 'conv' (nn.Conv) or "
+      'block1_conv1_impl': ("Block1's first conv (3x3, the 24 whitened channels in): 'conv' (nn.Conv), "
                             "'kw_folded' (its three horizontal taps gathered into 72 channels, then a 3x1 "
                             'conv: the same sums, one extra pass to write the gathered input; '
-                            'models/airbench.KwFoldedConv).'),
+                            "models/airbench.KwFoldedConv) or 'padded_igemm' (the whitening pass writes 8 "
+                            "zero channels after the 24, cuDNN's forward runs on 32, the filter gradient is "
+                            'a Pallas implicit GEMM; models/airbench.PaddedIgemmConv). The same variables '
+                            'and model FLOPs (counted on nn.Conv) in each.'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',

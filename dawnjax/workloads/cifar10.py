@@ -249,15 +249,24 @@ class Cifar10Workload(Workload):
 
   # ---------------------------------------------------------------- programs
   def _build_programs(self) -> None:
+    fns = self._program_functions(self.model)
+    rep = parallel.replicated(self.mesh)
+    self._init_fn = jax.jit(fns['init'], out_shardings=rep)
+    self._epoch_fn = jax.jit(fns['epoch'], out_shardings=rep, donate_argnums=0, static_argnames='whiten_trainable')
+    self._train_step, self._logits_fn, self._augmented_batch = fns['train_step'], fns['logits'], fns['augmented_batch']
+    self._eval_fns = {level: jax.jit(functools.partial(fns['eval'], tta_level=level), out_shardings=rep)
+                      for level in {0, self.recipe.tta_level}}
+
+  def _program_functions(self, model) -> dict[str, Any]:
+    """The un-jitted functions of the programs, for `model` (the recipe's, or the nn.Conv reference
+    whose FLOPs _flop_counts counts)."""
     r = self.recipe
     tx = self._optimizer()
-    model = self.model
     dtype = jnp.dtype(r.dtype)
     n_train = self.num_train
     bs = r.batch_size
     spe = self.steps_per_epoch
     total = self.total_steps
-    rep = parallel.replicated(self.mesh)
     split = parallel.batch_sharded(self.mesh)
 
     def init_fn(seed, train_images):
@@ -389,11 +398,8 @@ class Cifar10Workload(Workload):
       tta = jax.lax.map(chunk_logits(tta_level), chunked(images[padded_idx])).reshape(padded_idx.shape[0], -1)
       return count(logits.at[idx].set(tta[:selected]))
 
-    self._init_fn = jax.jit(init_fn, out_shardings=rep)
-    self._epoch_fn = jax.jit(epoch_fn, out_shardings=rep, donate_argnums=0, static_argnames='whiten_trainable')
-    self._train_step, self._logits_fn, self._augmented_batch = train_step, logits_fn, augmented_batch
-    self._eval_fns = {level: jax.jit(functools.partial(eval_fn, tta_level=level), out_shardings=rep)
-                      for level in {0, r.tta_level}}
+    return {'init': init_fn, 'epoch': epoch_fn, 'train_step': train_step, 'logits': logits_fn,
+            'augmented_batch': augmented_batch, 'eval': eval_fn}
 
   def compile(self, *, epoch_evals: bool = True) -> FlopCounts:
     """Compiles on worker threads while this thread traces and lowers the next programs.
@@ -454,7 +460,14 @@ class Cifar10Workload(Workload):
     x = jax.ShapeDtypeStruct((bs, 32, 32, 3), dtype)
     y = jax.ShapeDtypeStruct((bs,), jnp.int32)
     xe = jax.ShapeDtypeStruct((ebs, 32, 32, 3), dtype)
-    per_image = lambda level: flops.count_flops(functools.partial(self._logits_fn, tta_level=level),
+    # Model FLOPs are the architecture's: an implementation of block1's conv that pads its channels
+    # (or runs a Pallas kernel, which the jaxpr counter cannot see into) is counted as nn.Conv.
+    if self.recipe.block1_conv1_impl == 'conv':
+      train_step, logits_fn = self._train_step, self._logits_fn
+    else:
+      reference = self._program_functions(build_model(dataclasses.replace(self.recipe, block1_conv1_impl='conv')))
+      train_step, logits_fn = reference['train_step'], reference['logits']
+    per_image = lambda level: flops.count_flops(functools.partial(logits_fn, tta_level=level),
                                                 state.params, state.batch_stats, xe) / ebs
     level = self.recipe.tta_level
     selected = self.selective_tta_images(level)
@@ -463,7 +476,7 @@ class Cifar10Workload(Workload):
     else:  # a plain pass over every image, the views over the selected (padded to whole batches)
       eval_per_example = per_image(0) + per_image(level) * (-(-selected // ebs) * ebs) / self.num_test
     # Model FLOPs as executed: steps that prune the frozen layer's gradients do less work.
-    per_variant = {v: flops.count_flops(functools.partial(self._train_step, whiten_trainable=v), state, x, y) / bs
+    per_variant = {v: flops.count_flops(functools.partial(train_step, whiten_trainable=v), state, x, y) / bs
                    for v in variants}
     steps = {v: sum(hi - lo for e in range(self.num_epochs) for w, lo, hi in self.epoch_segments(e) if w == v)
              for v in per_variant}

@@ -77,7 +77,7 @@ class CifarRecipe:
   activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
   whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds
-  block1_conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = horizontal taps gathered into channels
+  block1_conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = taps gathered into channels, 'padded_igemm' = Pallas filter gradient
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):

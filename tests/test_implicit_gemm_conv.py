@@ -1,0 +1,55 @@
+"""The Pallas implicit-GEMM 3x3 conv (run by Pallas's interpreter on CPU) against XLA's convolution."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dawnjax.models import implicit_gemm_conv as ig
+
+
+# (images, height, width, channels, features, pixels per tile). The tiles never divide the images'
+# pixels, and 3 filter-gradient programs per kernel row never divide the tiles, so the masks for
+# the image borders, the last tile and the batch overrun are all exercised.
+SHAPES = [(3, 7, 7, 24, 64, 16), (2, 5, 6, 3, 16, 16), (2, 7, 5, 32, 32, 32)]
+
+
+@pytest.mark.parametrize('forward', ['pallas', 'xla'])
+@pytest.mark.parametrize('shape', SHAPES)
+def test_forward_and_both_gradients_match_xla_convolution(shape, forward):
+  n, h, w, c, f, block = shape
+  tiling = ig.Tiling(fwd_block=block, wgrad_block=block, wgrad_programs=3)
+  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (n, h, w, c))
+  kernel = jax.random.normal(kw, (3, 3, c, f)) * 0.2  # no symmetry: a wrong tap or border cannot agree
+  g = jax.random.normal(kg, (n, h, w, f))
+  y = ig.implicit_gemm_conv3x3(x, kernel, tiling, forward=forward)
+  np.testing.assert_allclose(y, ig.reference_conv3x3(x, kernel), rtol=1e-5, atol=1e-5)
+  ours = jax.grad(lambda x, k: jnp.sum(ig.implicit_gemm_conv3x3(x, k, tiling, forward=forward) * g), (0, 1))(x, kernel)
+  ref = jax.grad(lambda x, k: jnp.sum(ig.reference_conv3x3(x, k) * g), (0, 1))(x, kernel)
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_filter_gradient_is_at_least_as_close_to_f32_as_xlas():
+  kx, kw, kg = jax.random.split(jax.random.key(1), 3)
+  x = jax.random.normal(kx, (4, 9, 9, 24), jnp.bfloat16)
+  kernel = (jax.random.normal(kw, (3, 3, 24, 16)) * 0.2).astype(jnp.bfloat16)
+  g = jax.random.normal(kg, (4, 9, 9, 16), jnp.bfloat16)
+  wgrad = lambda conv, dt: jax.vjp(lambda k: conv(x.astype(dt), k), kernel.astype(dt))[1](g.astype(dt))[0]
+  exact = np.asarray(wgrad(ig.reference_conv3x3, jnp.float32))
+  tiling = ig.Tiling(wgrad_block=32, wgrad_programs=2)
+  ours = np.asarray(wgrad(lambda v, k: ig.implicit_gemm_conv3x3(v, k, tiling), jnp.bfloat16), np.float32)
+  xla = np.asarray(wgrad(ig.reference_conv3x3, jnp.bfloat16), np.float32)
+  assert ours.dtype == xla.dtype and ours.shape == exact.shape
+  # f32 partial sums, one rounding at the end.
+  assert np.abs(ours - exact).max() <= np.abs(xla - exact).max() + 1e-6
+
+
+def test_bad_shapes_and_names_are_refused():
+  x = jnp.zeros((1, 5, 5, 4))
+  with pytest.raises(ValueError, match='power of two'):
+    ig.implicit_gemm_conv3x3(x, jnp.zeros((3, 3, 4, 12)))
+  with pytest.raises(ValueError, match=r'\(3, 3, C, F\)'):
+    ig.implicit_gemm_conv3x3(x, jnp.zeros((5, 5, 4, 16)))
+  with pytest.raises(ValueError, match='forward'):
+    ig.implicit_gemm_conv3x3(x, jnp.zeros((3, 3, 4, 16)), forward='cudnn')
