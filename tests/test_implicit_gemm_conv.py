@@ -53,3 +53,15 @@ def test_bad_shapes_and_names_are_refused():
     ig.implicit_gemm_conv3x3(x, jnp.zeros((5, 5, 4, 16)))
   with pytest.raises(ValueError, match='forward'):
     ig.implicit_gemm_conv3x3(x, jnp.zeros((3, 3, 4, 16)), forward='cudnn')
+
+
+def test_without_the_kernels_every_part_is_xlas_convolution(monkeypatch):
+  monkeypatch.setattr(ig, '_kernels_available', lambda: False)  # as on a TPU
+  x = jax.random.normal(jax.random.key(3), (2, 5, 5, 8))
+  kernel = jax.random.normal(jax.random.key(4), (3, 3, 8, 16))
+  fn = lambda x, k: jnp.sum(ig.implicit_gemm_conv3x3(x, k) ** 2)
+  jaxpr = str(jax.make_jaxpr(jax.grad(fn, (0, 1)))(x, kernel))
+  assert 'pallas_call' not in jaxpr and 'conv_general_dilated' in jaxpr
+  ref = jax.grad(lambda x, k: jnp.sum(ig.reference_conv3x3(x, k) ** 2), (0, 1))(x, kernel)
+  for a, b in zip(jax.grad(fn, (0, 1))(x, kernel), ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -146,7 +146,8 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
       # Read back after the clock stops ('device' mode leaves the result on device inside the timed
       # call), so the device buffer is released as a server's would be: holding all n results on
       # device gave every call a new output address, which made XLA update its command buffers
-      # (CUDA graphs) on each call (+0.1-0.2 ms per call on an H200, results/cifar10_jpeg/h200_2026-12-01_s9).
+      # (CUDA graphs) on each call: with them, 0.36-0.48 ms per call before this read-back and 0.26 after,
+      # on H200s (results/cifar10_jpeg/h200_2026-12-01_s9 and _s10).
       outputs[i] = np.asarray(out)
       del out
   # Along axis 0 only: a class per item stays 1-D, richer outputs (a span) keep their columns.

@@ -49,6 +49,12 @@ def _on_gpu() -> bool:
   return jax.default_backend() == 'gpu'
 
 
+def _kernels_available() -> bool:
+  """Triton kernels on GPUs, Pallas's interpreter on CPU (tests). Elsewhere (TPUs have no Triton
+  backend) XLA's convolutions compute the same sums."""
+  return jax.default_backend() in ('gpu', 'cpu')
+
+
 def _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit):
   """x[n] at the pixels p shifted by tap (dy, dx) in [0, 3)^2, as (len(p), cpad): zero where the
   shifted pixel leaves the image, where p >= limit, and in the padded channels.
@@ -168,8 +174,10 @@ def reference_conv3x3(x, w):
 
 
 def _forward_by(forward: str):
-  if forward == 'pallas':
+  if forward == 'pallas' and _kernels_available():
     return _forward
+  if forward == 'pallas':
+    return lambda x, w, tiling: reference_conv3x3(x, w)
   if forward == 'xla':
     return lambda x, w, tiling: reference_conv3x3(x, w)
   raise ValueError(f"implicit_gemm_conv3x3: forward={forward!r}: expected 'pallas' or 'xla'")
@@ -188,6 +196,9 @@ def _conv_bwd(tiling, forward, residuals, g):
   x, w = residuals
   _, input_vjp = jax.vjp(lambda v: reference_conv3x3(v, w), x)
   (dx,) = input_vjp(g)
+  if not _kernels_available():
+    _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
+    return dx, filter_vjp(g)[0]
   return dx, _filter_grad(x, g, tiling).astype(w.dtype)
 
 
@@ -197,7 +208,8 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 def implicit_gemm_conv3x3(x: jax.Array, w: jax.Array, tiling: Tiling = Tiling(), *, forward: str = 'pallas') -> jax.Array:
   """3x3 'SAME' convolution, stride 1, NHWC x (N, H, W, C) and HWIO w (3, 3, C, F), in x's dtype;
   C <= 128 (padded to a power of two >= 16 inside), F a power of two. Differentiable in x and w:
-  the filter gradient is always the Pallas kernel's, the input gradient XLA's.
+  the filter gradient is the Pallas kernel's, the input gradient XLA's. On backends without the
+  kernels (TPU) every part is XLA's convolution.
 
   forward='xla' keeps XLA's (cuDNN's) forward: on an H200 at block1's shape the Pallas forward only
   matches cuDNN on 24 channels and loses to it on 32, where cuDNN's filter gradient is the slow part
