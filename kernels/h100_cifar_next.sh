@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -540,6 +540,16 @@ if [ "$part" = igemm10c ]; then
   # Predicted -3..-3.5% against fast.flags. ABBA, then the profile again.
   abba conv20 "-- $RECIPE" igemm20 "-- $RECIPE --block1_conv1_impl=padded_igemm"
   profile igemm $RECIPE --block1_conv1_impl=padded_igemm
+fi
+if [ "$part" = whiten11 ]; then
+  # Written in the tenth session, not yet run. igemm10c's profile: the elementwise whitening pass
+  # takes 0.233 ms per step at 32 channels for ~110 MB of traffic; each output element loads its 12
+  # inputs and 12 weights (load-instruction bound). --whiten_impl=matmul: the 2x2 patches (12 values
+  # per pixel) times the kernel as one cuBLAS GEMM, bias and GELU after it. Predicted -2..-4% (the
+  # pass to ~0.08-0.12 ms: the patch pass, the GEMM, the bias + GELU pass if cuBLAS does not take
+  # them as its epilogue). ABBA, then a profile of the new variant.
+  abba elem20 "-- $RECIPE" mm20 "-- $RECIPE --whiten_impl=matmul"
+  profile whiten_mm $RECIPE --whiten_impl=matmul
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -9,10 +9,11 @@ from dawnjax.models.airbench import (AirbenchConfig, AirbenchNet, KwFoldedConv, 
 import flax.linen as nn
 
 
-def test_patch_whiten_is_the_valid_conv_with_the_same_variables_and_gradients():
+@pytest.mark.parametrize('form', ['elementwise', 'matmul'])
+def test_patch_whiten_is_the_valid_conv_with_the_same_variables_and_gradients(form):
   x = jax.random.normal(jax.random.key(1), (3, 9, 11, 3))
   conv = nn.Conv(24, (2, 2), padding='VALID', name='whiten')
-  patch = PatchWhiten(24, 2, name='whiten')
+  patch = PatchWhiten(24, 2, form=form, name='whiten')
   v_conv, v_patch = conv.init(jax.random.key(0), x), patch.init(jax.random.key(0), x)
   for a, b in zip(jax.tree_util.tree_leaves(v_conv), jax.tree_util.tree_leaves(v_patch)):
     np.testing.assert_array_equal(a, b)  # same names, shapes and initial values
@@ -24,6 +25,29 @@ def test_patch_whiten_is_the_valid_conv_with_the_same_variables_and_gradients():
   g_conv, g_patch = (jax.grad(lambda p, m=m: jnp.sum(jnp.tanh(m.apply(p, x))))(params) for m in (conv, patch))
   for a, b in zip(jax.tree_util.tree_leaves(g_conv), jax.tree_util.tree_leaves(g_patch)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('form', ['elementwise', 'matmul'])
+def test_patch_whiten_padded_features_are_exact_zeros_after_the_real_ones(form):
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 3))
+  params = {'params': {'kernel': jax.random.normal(jax.random.key(2), (2, 2, 3, 24)), 'bias': jnp.linspace(-1, 1, 24)}}
+  plain = PatchWhiten(24, 2, form=form).apply(params, x)
+  padded = PatchWhiten(24, 2, padded_features=32, form=form).apply(params, x)
+  assert padded.shape == (2, 5, 5, 32)
+  np.testing.assert_array_equal(padded[..., :24], plain)
+  assert not np.any(np.asarray(padded[..., 24:]))
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_airbench_net_logits_agree_between_whitening_forms(dtype):
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  nets = {impl: AirbenchNet(AirbenchConfig(widths=(8, 8, 8), dtype=dtype, whiten_impl=impl,
+                                           block1_conv1_impl='padded_igemm'))
+          for impl in ('elementwise', 'matmul')}
+  variables = nets['elementwise'].init(jax.random.key(0), x)
+  logits = {impl: net.apply(variables, x) for impl, net in nets.items()}
+  tol = 1e-5 if dtype == 'float32' else 2e-2  # bf16: the same f32 sums in another order, then rounded
+  np.testing.assert_allclose(logits['matmul'], logits['elementwise'], rtol=tol, atol=tol)
 
 
 def test_padded_igemm_conv_is_the_same_conv_on_zero_padded_channels_with_the_same_variables_and_gradients():

@@ -27,10 +27,11 @@ def _define_recipe_flags() -> None:
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "
                   "forward and variables, two-pass hand-written backward; dawnjax/models/batchnorm.py)."),
-      'whiten_impl': ("The whitening layer: 'conv' (a cuDNN convolution) or 'elementwise' (the same sums "
+      'whiten_impl': ("The whitening layer: 'conv' (a cuDNN convolution), 'elementwise' (the same sums "
                       'as multiply-adds of shifted slices, fused by XLA with the bias and the GELU; '
-                      'models/airbench.PatchWhiten). Model FLOPs count convolutions and '
-                      'matmuls only, so they then leave out the whitening\'s 2x2x3x24 multiply-adds: '
+                      "models/airbench.PatchWhiten) or 'matmul' (the same sums as one matmul of the 2x2 "
+                      'patches, 12 values per pixel, by the kernel). Model FLOPs count convolutions and '
+                      "matmuls only, so 'elementwise' leaves out the whitening\'s 2x2x3x24 multiply-adds: "
                       '~0.55 of ~710 MFLOP per training image, MFU understated by ~0.08%.'),
       'block1_conv1_impl': ("Block1's first conv (3x3, the 24 whitened channels in): 'conv' (nn.Conv), "
                             "'kw_folded' (its three horizontal taps gathered into 72 channels, then a 3x1 "

@@ -217,10 +217,19 @@ class PatchWhiten(nn.Module):
   it is another full pass. Written elementwise, XLA fuses the sums with the bias and the GELU into
   one loop fusion (the augmented input and its slices stay two small passes before it: H200 profile
   in results/cifar10_jpeg/h200_2026-12-01_s8). No dot_general appears: that would go to cuBLAS.
+
+  form='matmul' writes the same sums as one matmul instead: the k*k shifted slices side by side in
+  channels (k*k*C per pixel), times the kernel as a (k*k*C, features) matrix, accumulated in f32
+  (bf16 products are exact in f32, so only the order of the sums differs). Why: at 32 output channels
+  (with 'padded_igemm') the elementwise pass took 0.233 ms per step on an H200 for ~110 MB of traffic
+  (results/cifar10_jpeg/h200_2026-12-01_s10). Each output element loads its 12 input values and 12
+  weights, so the pass is bound by load instructions, not bytes. A GEMM with K=12 reads each patch
+  once per pixel.
   """
   features: int
   kernel_size: int
   dtype: Any = jnp.float32
+  form: str = 'elementwise'  # or 'matmul'
   # > features: the output carries zero channels up to this count, computed in the same pass from
   # zero weights and bias (exact zeros through GELU). A jnp.pad of the output instead made XLA emit a
   # pad fusion that took 0.238 ms per step on an H200 (results/cifar10_jpeg/h200_2026-12-01_s10).
@@ -240,9 +249,15 @@ class PatchWhiten(nn.Module):
     # pass (results/cifar10_jpeg/h200_2026-12-01_s8); this order measured -0.2% timed, inside the
     # noise, with the same values.
     x = x.astype(self.dtype)
-    kernel = kernel.astype(self.dtype).astype(jnp.float32)
     h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
     out = bias.astype(self.dtype).astype(jnp.float32)
+    if self.form == 'matmul':
+      patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], axis=-1)
+      matrix = kernel.astype(self.dtype).reshape(k * k * channels, -1)
+      return (jnp.dot(patches, matrix, preferred_element_type=jnp.float32) + out).astype(self.dtype)
+    if self.form != 'elementwise':
+      raise ValueError(f"PatchWhiten form {self.form!r}: expected 'elementwise' or 'matmul'")
+    kernel = kernel.astype(self.dtype).astype(jnp.float32)
     for i in range(k):
       for j in range(k):
         for c in range(channels):
@@ -265,7 +280,7 @@ class AirbenchConfig:
   # as in hiverge cifar10-speedrun, whose blocks use SiLU.
   activation: str = 'gelu'
   bn_impl: str = 'flax'  # BN_IMPLS
-  whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'conv' | 'elementwise' (PatchWhiten)
+  whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'conv' | 'elementwise' | 'matmul' (PatchWhiten's two forms)
   # CONV1_IMPLS: block1's first conv (the 24 whitened channels in) as nn.Conv, KwFoldedConv or
   # PaddedIgemmConv (the whitening's output then carries zero channels up to a multiple of 32).
   block1_conv1_impl: str = 'conv'
@@ -287,8 +302,8 @@ class AirbenchNet(nn.Module):
     # Weights are set from the data by `whitening_kernel` and never trained; only the bias is.
     # 'padded_igemm' reads the whitened image with zero channels up to a multiple of 32.
     width = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl == 'padded_igemm' else cfg.whiten_width
-    if cfg.whiten_impl == 'elementwise':
-      x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=width, name='whiten')(x)
+    if cfg.whiten_impl in ('elementwise', 'matmul'):
+      x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=width, form=cfg.whiten_impl, name='whiten')(x)
     else:
       x = nn.Conv(cfg.whiten_width, (k, k), padding='VALID', use_bias=True, dtype=dtype,
                   name='whiten')(x.astype(dtype))
