@@ -301,13 +301,13 @@ class AirbenchNet(nn.Module):
     k = cfg.whiten_kernel
     # Weights are set from the data by `whitening_kernel` and never trained; only the bias is.
     # 'padded_igemm' reads the whitened image with zero channels up to a multiple of 32.
-    width = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl == 'padded_igemm' else cfg.whiten_width
+    padded = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl == 'padded_igemm' else cfg.whiten_width
     if cfg.whiten_impl in ('elementwise', 'matmul'):
-      x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=width, form=cfg.whiten_impl, name='whiten')(x)
+      x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=padded, form=cfg.whiten_impl, name='whiten')(x)
     else:
       x = nn.Conv(cfg.whiten_width, (k, k), padding='VALID', use_bias=True, dtype=dtype,
                   name='whiten')(x.astype(dtype))
-      x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, width - cfg.whiten_width)))
+      x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, padded - cfg.whiten_width)))
     x = nn.gelu(x, approximate=cfg.gelu_approximate)
     for i, width in enumerate(cfg.widths):
       x = ConvGroup(width, cfg.bn_momentum, dtype, cfg.gelu_approximate, cfg.pool_impl, cfg.activation,
