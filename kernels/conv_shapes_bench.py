@@ -16,7 +16,10 @@ Then block1's first conv with its three horizontal taps gathered into channels
 (models/airbench.KwFoldedConv: a 3x1 conv on 72 channels, or 96 with each tap zero-padded to 32),
 with the gathering pass timed alone and fused into the forward.
 
-  python3 kernels/conv_shapes_bench.py [--batch=1536] [--calls=200]
+Then (or alone, with --whiten_only) the whitening layer + GELU in each form of models/airbench.PatchWhiten,
+on 24 and on 32 output channels.
+
+  python3 kernels/conv_shapes_bench.py [--batch=1536] [--calls=200] [--whiten_only]
 """
 import argparse
 import time
@@ -25,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dawnjax.models.airbench import gather_horizontal_taps
+from dawnjax.models.airbench import PatchWhiten, gather_horizontal_taps, padded_channels
 
 # name, spatial size, in channels (real), out channels, kernel, padding, [padded in-channel variants]
 LAYERS = (
@@ -56,7 +59,11 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--batch', type=int, default=1536)
   p.add_argument('--calls', type=int, default=200)
+  p.add_argument('--whiten_only', action='store_true', help="only the whitening forms' rows")
   args = p.parse_args()
+  if args.whiten_only:
+    whiten_rows(args.batch, args.calls, np.random.default_rng(0))
+    return
   rng = np.random.default_rng(0)
   print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch}, {args.calls} calls per figure')
   print(f'{"layer":<14} {"Cin":>4} {"Cout":>4} {"HxW":>5} {"GFLOP":>7} | '
@@ -74,6 +81,7 @@ def main() -> None:
       cells = ' | '.join(f'{ms:{8 if i else 7}.4f} {gflop / ms:5.0f}' for i, ms in enumerate((fwd, wgrad, dgrad)))
       print(f'{name:<14} {c:>4} {cout:>4} {out_size:>2}x{out_size:<2} {gflop:7.1f} | {cells}', flush=True)
   folded_rows(args.batch, args.calls, rng)
+  whiten_rows(args.batch, args.calls, rng)
 
 
 def folded_rows(batch: int, calls: int, rng) -> None:
@@ -93,6 +101,26 @@ def folded_rows(batch: int, calls: int, rng) -> None:
     cells = ' | '.join(f'{ms:{8 if i else 7}.4f} {gflop / ms:5.0f}' for i, ms in enumerate((fwd, wgrad, dgrad)))
     print(f'{"b1.conv1 kw3x" + str(taps):<14} {3 * taps:>4} {cout:>4} {size:>2}x{size:<2} {gflop:7.1f} | {cells}'
           f' | gather alone {fold:.4f} ms, gather + fwd {both:.4f} ms', flush=True)
+
+
+def whiten_rows(batch: int, calls: int, rng) -> None:
+  """The whitening layer + its tanh GELU forward, as training runs it (bf16 out), in each form of
+  models/airbench.PatchWhiten, with 24 output channels and with 8 zero channels more (what
+  --block1_conv1_impl=padded_igemm reads). The input is the augmented batch (bf16, 32x32x3)."""
+  x = jnp.asarray(rng.standard_normal((batch, 32, 32, 3)), jnp.bfloat16)
+  params = {'params': {'kernel': jnp.asarray(rng.standard_normal((2, 2, 3, 24)), jnp.float32),
+                       'bias': jnp.asarray(rng.standard_normal(24), jnp.float32)}}
+  print(f'whitening + GELU forward, batch {batch}: ms per call')
+  for out in (24, padded_channels(24)):
+    reference = None
+    for form in ('elementwise', 'matmul'):
+      layer = PatchWhiten(24, 2, jnp.bfloat16, form=form, padded_features=out)
+      fn = lambda p, x, layer=layer: jax.nn.gelu(layer.apply(p, x), approximate=True)
+      y = np.asarray(jax.jit(fn)(params, x), np.float32)
+      reference = y if reference is None else reference
+      err = np.abs(y - reference).max() / np.abs(reference).max()
+      print(f'  {out} channels, {form:<11} {time_fn(fn, (params, x), calls):.4f} ms  '
+            f'(max difference from elementwise, relative: {err:.1e})', flush=True)
 
 
 if __name__ == '__main__':

@@ -547,7 +547,8 @@ if [ "$part" = whiten11 ]; then
   # inputs and 12 weights (load-instruction bound). --whiten_impl=matmul: the 2x2 patches (12 values
   # per pixel) times the kernel as one cuBLAS GEMM, bias and GELU after it. Predicted -2..-4% (the
   # pass to ~0.08-0.12 ms: the patch pass, the GEMM, the bias + GELU pass if cuBLAS does not take
-  # them as its epilogue). ABBA, then a profile of the new variant.
+  # them as its epilogue). The two forms alone first (24 and 32 channels), then ABBA, then a profile.
+  python3 kernels/conv_shapes_bench.py --whiten_only 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_forms11.txt
   abba elem20 "-- $RECIPE" mm20 "-- $RECIPE --whiten_impl=matmul"
   profile whiten_mm $RECIPE --whiten_impl=matmul
 fi
