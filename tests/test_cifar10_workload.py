@@ -96,6 +96,13 @@ SHARDED_SCRIPT = textwrap.dedent('''
     from dawnjax.workloads.cifar10 import Cifar10Workload, CifarRecipe
     assert len(jax.devices()) == 8, jax.devices()
     data = learnable_data(n_train=256, n_test=128)
+    from dawnjax.errors import ConfigError
+    try:
+      Cifar10Workload(CifarRecipe(block1_conv1_impl='padded_igemm', batch_size=64, **TINY), parallel.make_mesh(8),
+                      data_loader=lambda: data)
+      raise AssertionError('padded_igemm accepted on an 8-device mesh')
+    except ConfigError as e:
+      assert '--num_devices=1' in str(e), e
     out = {{}}
     for n in (1, 8):
       for opt, bn in (('sgd', 'flax'), ('muon', 'flax'), ('sgd', 'fused')):
@@ -419,7 +426,8 @@ ALL_RECIPES_SCRIPT = textwrap.dedent('''
       flags.FLAGS([sys.argv[0], '--flagfile=' + path])
       out[os.path.basename(path)] = dict(dataclasses.asdict(cifar10.recipe_from_flags()),
                                          xla_flags=flags.FLAGS.xla_flags,
-                                         gpu_preallocate=flags.FLAGS.gpu_preallocate)
+                                         gpu_preallocate=flags.FLAGS.gpu_preallocate,
+                                         num_devices=flags.FLAGS.num_devices)
     print('RECIPES' + json.dumps(out))
 ''')
 
@@ -436,4 +444,5 @@ def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
   assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION'
   assert not fast['gpu_preallocate']
   assert fast['block1_conv1_impl'] == 'padded_igemm' and fast['whiten_impl'] == 'elementwise'
+  assert fast['num_devices'] == 1  # padded_igemm refuses a multi-device mesh; the recipe is a 1-GPU speedrun
   assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files

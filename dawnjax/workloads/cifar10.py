@@ -126,6 +126,11 @@ class Cifar10Workload(Workload):
     recipe.validate()
     parallel.check_divisible(recipe.batch_size, mesh)
     parallel.check_divisible(recipe.eval_batch_size, mesh, '--eval_batch_size')
+    if recipe.block1_conv1_impl == 'padded_igemm' and mesh.size > 1:
+      # XLA cannot split a Pallas call over the batch: it would gather the whole batch's activations
+      # and gradients on every device, each step.
+      raise ConfigError(f'--block1_conv1_impl=padded_igemm runs its Pallas filter gradient on one device, not on '
+                        f'a {mesh.size}-device mesh: use --num_devices=1 or --block1_conv1_impl=conv')
     self.recipe = recipe
     self.mesh = mesh
     self._data_loader = data_loader
