@@ -38,8 +38,9 @@ def _define_recipe_flags() -> None:
                             'conv: the same sums, one extra pass to write the gathered input; '
                             "models/airbench.KwFoldedConv) or 'padded_igemm' (the whitening pass writes 8 "
                             "zero channels after the 24, cuDNN's forward runs on 32, the filter gradient is "
-                            'a Pallas implicit GEMM; models/airbench.PaddedIgemmConv; one device only). The '
-                            'same variables and model FLOPs (counted on nn.Conv) in each.'),
+                            'a Pallas implicit GEMM, per batch shard on several devices; '
+                            'models/airbench.PaddedIgemmConv). The same variables and model FLOPs (counted on '
+                            'nn.Conv) in each.'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',

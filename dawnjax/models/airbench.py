@@ -162,12 +162,13 @@ class PaddedIgemmConv(nn.Module):
   in_channels: int
   dtype: Any = jnp.float32
   kernel_init: Any = dirac_uniform_init
+  mesh: Any = None  # the data-parallel mesh when x is batch-sharded (see implicit_gemm_conv3x3)
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', self.kernel_init, (3, 3, self.in_channels, self.features), jnp.float32)
     kernel = jnp.pad(kernel.astype(self.dtype), ((0, 0), (0, 0), (0, x.shape[-1] - self.in_channels), (0, 0)))
-    return implicit_gemm_conv3x3(x.astype(self.dtype), kernel, forward='xla')
+    return implicit_gemm_conv3x3(x.astype(self.dtype), kernel, forward='xla', mesh=self.mesh)
 
 
 class ConvGroup(nn.Module):
@@ -180,6 +181,7 @@ class ConvGroup(nn.Module):
   bn_impl: str = 'flax'  # BN_IMPLS
   conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = KwFoldedConv, 'padded_igemm' = PaddedIgemmConv
   in_channels: int = 0  # the input's real channels (the rest are zeros), for 'padded_igemm'
+  mesh: Any = None  # for 'padded_igemm': its Pallas kernel runs per batch shard
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -196,7 +198,7 @@ class ConvGroup(nn.Module):
     if self.conv1_impl == 'kw_folded':
       x = KwFoldedConv(self.features, self.dtype, name='conv1')(x)
     elif self.conv1_impl == 'padded_igemm':
-      x = PaddedIgemmConv(self.features, self.in_channels, self.dtype, name='conv1')(x)
+      x = PaddedIgemmConv(self.features, self.in_channels, self.dtype, mesh=self.mesh, name='conv1')(x)
     else:
       x = conv('conv1')(x)
     x = max_pool(x, 2, self.pool_impl)
@@ -293,6 +295,9 @@ class AirbenchConfig:
 
 class AirbenchNet(nn.Module):
   config: AirbenchConfig
+  # The data-parallel mesh (dawnjax.parallel) the batch is sharded over, for the layers whose Pallas
+  # kernels XLA cannot split ('padded_igemm'); None on one device.
+  mesh: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -311,7 +316,7 @@ class AirbenchNet(nn.Module):
     x = nn.gelu(x, approximate=cfg.gelu_approximate)
     for i, width in enumerate(cfg.widths):
       x = ConvGroup(width, cfg.bn_momentum, dtype, cfg.gelu_approximate, cfg.pool_impl, cfg.activation,
-                    cfg.bn_impl, cfg.block1_conv1_impl if i == 0 else 'conv', cfg.whiten_width,
+                    cfg.bn_impl, cfg.block1_conv1_impl if i == 0 else 'conv', cfg.whiten_width, self.mesh,
                     name=f'block{i + 1}')(x, train)
     x = max_pool(x, 3, cfg.pool_impl)
     x = x.reshape(x.shape[0], -1)

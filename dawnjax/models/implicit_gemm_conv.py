@@ -35,6 +35,9 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
+from jax.sharding import PartitionSpec as P
+
+from dawnjax.parallel import DATA_AXIS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,29 +193,55 @@ def _forward_by(forward: str):
   raise ValueError(f"implicit_gemm_conv3x3: forward={forward!r}: expected 'pallas' or 'xla'")
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, w, tiling, forward):
-  return _forward_by(forward)(x, w, tiling)
+def _per_batch_shard(fn, mesh, in_specs, summed: bool):
+  """fn on each device's shard of a batch-sharded mesh: its outputs summed over the devices (a filter
+  gradient) or left batch-sharded (a forward). XLA cannot split a Pallas call itself: without this it
+  would gather the whole batch onto every device."""
+  if mesh is None or mesh.size == 1:
+    return fn
+  axis = DATA_AXIS
+
+  def shard(*args):
+    out = fn(*args)
+    return jax.lax.psum(out, axis) if summed else out
+
+  return jax.shard_map(shard, mesh=mesh, in_specs=in_specs, out_specs=P() if summed else P(axis), check_vma=False)
 
 
-def _conv_fwd(x, w, tiling, forward):
-  return _forward_by(forward)(x, w, tiling), (x, w)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, tiling, forward, mesh):
+  return _sharded_forward(x, w, tiling, forward, mesh)
 
 
-def _conv_bwd(tiling, forward, residuals, g):
+def _sharded_forward(x, w, tiling, forward, mesh):
+  fn = _forward_by(forward)
+  if fn is _forward:
+    fn = _per_batch_shard(functools.partial(_forward, tiling=tiling), mesh, (P(DATA_AXIS), P()), summed=False)
+    return fn(x, w)
+  return fn(x, w, tiling)
+
+
+def _conv_fwd(x, w, tiling, forward, mesh):
+  return _sharded_forward(x, w, tiling, forward, mesh), (x, w)
+
+
+def _conv_bwd(tiling, forward, mesh, residuals, g):
   x, w = residuals
   _, input_vjp = jax.vjp(lambda v: reference_conv3x3(v, w), x)
   (dx,) = input_vjp(g)
   if not _kernels_available():
     _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
     return dx, filter_vjp(g)[0]
-  return dx, _filter_grad(x, g, tiling).astype(w.dtype)
+  filter_grad = _per_batch_shard(functools.partial(_filter_grad, tiling=tiling), mesh,
+                                 (P(DATA_AXIS), P(DATA_AXIS)), summed=True)
+  return dx, filter_grad(x, g).astype(w.dtype)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def implicit_gemm_conv3x3(x: jax.Array, w: jax.Array, tiling: Tiling = Tiling(), *, forward: str = 'pallas') -> jax.Array:
+def implicit_gemm_conv3x3(x: jax.Array, w: jax.Array, tiling: Tiling = Tiling(), *, forward: str = 'pallas',
+                          mesh=None) -> jax.Array:
   """3x3 'SAME' convolution, stride 1, NHWC x (N, H, W, C) and HWIO w (3, 3, C, F), in x's dtype;
   C <= 128 (padded to a power of two >= 16 inside), F a power of two. Differentiable in x and w:
   the filter gradient is the Pallas kernel's, the input gradient XLA's. On backends without the
@@ -220,7 +249,10 @@ def implicit_gemm_conv3x3(x: jax.Array, w: jax.Array, tiling: Tiling = Tiling(),
 
   forward='xla' keeps XLA's (cuDNN's) forward: on an H200 at block1's shape the Pallas forward only
   matches cuDNN on 24 channels and loses to it on 32, where cuDNN's filter gradient is the slow part
-  (kernels/implicit_gemm_bench.py)."""
+  (kernels/implicit_gemm_bench.py).
+
+  mesh: the data-parallel mesh (dawnjax.parallel, batch on its 'data' axis) when x is batch-sharded
+  over more than one device; each device then runs the kernels on its own shard."""
   _check(x, w)
   _forward_by(forward)  # a bad name fails here, not inside the backward pass
-  return _conv(x, w.astype(x.dtype), tiling, forward)
+  return _conv(x, w.astype(x.dtype), tiling, forward, mesh)
