@@ -127,3 +127,6 @@ def test_an_unknown_block1_conv1_impl_is_a_config_error():
   from dawnjax.workloads.cifar10_recipe import CifarRecipe
   with pytest.raises(ConfigError, match='--block1_conv1_impl'):
     CifarRecipe(block1_conv1_impl='winograd').validate()
+  with pytest.raises(ConfigError, match='power of two'):
+    CifarRecipe(block1_conv1_impl='padded_igemm', widths=(96, 256, 256)).validate()
+  CifarRecipe(block1_conv1_impl='padded_igemm', widths=(64, 256, 256)).validate()

@@ -92,6 +92,10 @@ class CifarRecipe:
       raise ConfigError(f'--whiten_impl={self.whiten_impl!r}: expected one of {", ".join(WHITEN_IMPLS)}')
     if self.block1_conv1_impl not in CONV1_IMPLS:
       raise ConfigError(f'--block1_conv1_impl={self.block1_conv1_impl!r}: expected one of {", ".join(CONV1_IMPLS)}')
+    first = self.widths[0] if self.widths else 0
+    if self.block1_conv1_impl == 'padded_igemm' and (first < 1 or first & (first - 1)):
+      raise ConfigError(f"--block1_conv1_impl=padded_igemm: block1's width {first} (--widths) must be a power of "
+                        'two for its Pallas kernel')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
