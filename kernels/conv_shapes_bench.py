@@ -46,6 +46,20 @@ def conv(x, w, padding):
   return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+  """--batch and --calls, shared by the kernel benches."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  p.add_argument('--batch', type=int, default=1536)
+  p.add_argument('--calls', type=int, default=200)
+  return p
+
+
+def rel_err(a, b) -> float:
+  """Largest |a - b| relative to b's largest magnitude."""
+  a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+  return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
 def time_fn(fn, args, calls: int) -> float:
   """Mean ms per call over `calls` back-to-back dispatches (after 20 warm-up calls)."""
   exe = jax.jit(fn).lower(*args).compile()
@@ -56,9 +70,7 @@ def time_fn(fn, args, calls: int) -> float:
 
 
 def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--batch', type=int, default=1536)
-  p.add_argument('--calls', type=int, default=200)
+  p = bench_parser(__doc__)
   p.add_argument('--whiten_only', action='store_true', help="only the whitening forms' rows")
   args = p.parse_args()
   if args.whiten_only:
@@ -116,9 +128,9 @@ def whiten_rows(batch: int, calls: int, rng) -> None:
     for form in ('elementwise', 'matmul'):
       layer = PatchWhiten(24, 2, jnp.bfloat16, form=form, padded_features=out)
       fn = lambda p, x, layer=layer: jax.nn.gelu(layer.apply(p, x), approximate=True)
-      y = np.asarray(jax.jit(fn)(params, x), np.float32)
+      y = jax.jit(fn)(params, x)
       reference = y if reference is None else reference
-      err = np.abs(y - reference).max() / np.abs(reference).max()
+      err = rel_err(y, reference)
       print(f'  {out} channels, {form:<11} {time_fn(fn, (params, x), calls):.4f} ms  '
             f'(max difference from elementwise, relative: {err:.1e})', flush=True)
 

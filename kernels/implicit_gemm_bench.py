@@ -7,7 +7,6 @@ all in one process, so the rows compare side by side. TFLOP/s counts the useful 
 
   python3 kernels/implicit_gemm_bench.py [--batch=1536] [--calls=200] [--quick]
 """
-import argparse
 import dataclasses
 import itertools
 
@@ -15,19 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from conv_shapes_bench import time_fn
+from conv_shapes_bench import bench_parser, rel_err, time_fn
 from dawnjax.models import implicit_gemm_conv as ig
 
 
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-  return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
 def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--batch', type=int, default=1536)
-  p.add_argument('--calls', type=int, default=200)
+  p = bench_parser(__doc__)
   p.add_argument('--quick', action='store_true', help='the default tiling only')
   args = p.parse_args()
   size, cin, cout = 31, 24, 64
@@ -51,11 +43,11 @@ def rows(x, w, g, gflop, args) -> None:
   ref = ig.reference_conv3x3
   channels = x.shape[-1]
   y_ref = jax.jit(ref)(x, w)
-  dw_ref = jax.jit(lambda x, w, g: jax.vjp(lambda w: ref(x, w), w)[1](g)[0])(x, w, g)
-  dw_ref32 = jax.jit(lambda x, w, g: jax.vjp(lambda w: ref(x.astype(jnp.float32), w), w.astype(jnp.float32))[1](
-      g.astype(jnp.float32))[0])(x, w, g)
+  ref_wgrad = lambda x, w, g: jax.vjp(lambda w: ref(x, w), w)[1](g)[0]
+  dw_ref = jax.jit(ref_wgrad)(x, w, g)
+  dw_ref32 = jax.jit(ref_wgrad)(*(a.astype(jnp.float32) for a in (x, w, g)))
   cudnn_fwd = time_fn(ref, (x, w), args.calls)
-  cudnn_wgrad = time_fn(lambda x, w, g: jax.vjp(lambda w: ref(x, w), w)[1](g)[0], (x, w, g), args.calls)
+  cudnn_wgrad = time_fn(ref_wgrad, (x, w, g), args.calls)
   print(f'C={channels} cuDNN (XLA conv)       fwd {cudnn_fwd:.4f} ms {gflop / cudnn_fwd:5.0f} TF/s | '
         f'wgrad {cudnn_wgrad:.4f} ms {gflop / cudnn_wgrad:5.0f} TF/s  (bf16 wgrad err vs f32 {rel_err(dw_ref, dw_ref32):.1e})',
         flush=True)

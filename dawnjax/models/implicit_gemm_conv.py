@@ -183,16 +183,6 @@ def reference_conv3x3(x, w):
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _forward_by(forward: str):
-  if forward == 'pallas' and _kernels_available():
-    return _forward
-  if forward == 'pallas':
-    return lambda x, w, tiling: reference_conv3x3(x, w)
-  if forward == 'xla':
-    return lambda x, w, tiling: reference_conv3x3(x, w)
-  raise ValueError(f"implicit_gemm_conv3x3: forward={forward!r}: expected 'pallas' or 'xla'")
-
-
 def _per_batch_shard(fn, mesh, in_specs, summed: bool):
   """fn on each device's shard of a batch-sharded mesh: its outputs summed over the devices (a filter
   gradient) or left batch-sharded (a forward). XLA cannot split a Pallas call itself: without this it
@@ -208,21 +198,24 @@ def _per_batch_shard(fn, mesh, in_specs, summed: bool):
   return jax.shard_map(shard, mesh=mesh, in_specs=in_specs, out_specs=P() if summed else P(axis), check_vma=False)
 
 
+FORWARDS = ('pallas', 'xla')
+
+
+def _forward_fn(forward: str, tiling: Tiling, mesh):
+  """forward(x, w): the Pallas kernel (per batch shard on a mesh), or XLA's convolution for 'xla' and
+  where the kernels cannot run."""
+  if forward == 'pallas' and _kernels_available():
+    return _per_batch_shard(functools.partial(_forward, tiling=tiling), mesh, (P(DATA_AXIS), P()), summed=False)
+  return reference_conv3x3
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, w, tiling, forward, mesh):
-  return _sharded_forward(x, w, tiling, forward, mesh)
-
-
-def _sharded_forward(x, w, tiling, forward, mesh):
-  fn = _forward_by(forward)
-  if fn is _forward:
-    fn = _per_batch_shard(functools.partial(_forward, tiling=tiling), mesh, (P(DATA_AXIS), P()), summed=False)
-    return fn(x, w)
-  return fn(x, w, tiling)
+  return _forward_fn(forward, tiling, mesh)(x, w)
 
 
 def _conv_fwd(x, w, tiling, forward, mesh):
-  return _sharded_forward(x, w, tiling, forward, mesh), (x, w)
+  return _forward_fn(forward, tiling, mesh)(x, w), (x, w)
 
 
 def _conv_bwd(tiling, forward, mesh, residuals, g):
@@ -254,5 +247,6 @@ def implicit_gemm_conv3x3(x: jax.Array, w: jax.Array, tiling: Tiling = Tiling(),
   mesh: the data-parallel mesh (dawnjax.parallel, batch on its 'data' axis) when x is batch-sharded
   over more than one device; each device then runs the kernels on its own shard."""
   _check(x, w)
-  _forward_by(forward)  # a bad name fails here, not inside the backward pass
+  if forward not in FORWARDS:
+    raise ValueError(f'implicit_gemm_conv3x3: forward={forward!r}: expected one of {FORWARDS}')
   return _conv(x, w.astype(x.dtype), tiling, forward, mesh)
