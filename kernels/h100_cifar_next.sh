@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -551,6 +551,15 @@ if [ "$part" = whiten11 ]; then
   python3 kernels/conv_shapes_bench.py --whiten_only 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_forms11.txt
   abba elem20 "-- $RECIPE" mm20 "-- $RECIPE --whiten_impl=matmul"
   profile whiten_mm $RECIPE --whiten_impl=matmul
+fi
+if [ "$part" = serve11 ]; then
+  # The served network of fast.flags has had block1's first conv on 32 channels (padded_igemm) since
+  # session 10; its batch-1 latency was never measured. Command buffers on, twice (serve9c: 0.264 ms
+  # with the 24-channel conv). Predicted: unchanged within ~0.01 ms (batch 1 is launch bound).
+  R=/tmp/serve11; train_served
+  off="--nowrite_exported --throughput_batch=0 --bound_items=0"
+  serve $OUT/serve11 cb --conv_command_buffers $off
+  serve $OUT/serve11 cb_b --conv_command_buffers $off
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
