@@ -12,8 +12,9 @@ BN_IMPLS = ('flax', 'fused')
 # The whitening layer (a k x k VALID conv on the 3-channel image, then GELU): 'conv' = a cuDNN
 # convolution; 'elementwise' = the same sums written as multiply-adds of shifted slices, which XLA
 # fuses with the bias and the GELU into one pass (models/airbench.PatchWhiten); 'matmul' = the same
-# sums as one matmul of the k x k patches (K = 12) by the kernel (PatchWhiten form='matmul').
-WHITEN_IMPLS = ('conv', 'elementwise', 'matmul')
+# sums as one matmul of the k x k patches (K = 12) by the kernel (PatchWhiten form='matmul');
+# 'pallas' = the sums, the bias and the GELU as one Pallas kernel (models/airbench.WhitenGelu).
+WHITEN_IMPLS = ('conv', 'elementwise', 'matmul', 'pallas')
 # Block1's first conv (3x3, the whitened channels in): 'conv' = nn.Conv; 'kw_folded' = the same conv
 # with its horizontal taps gathered into channels, a 3x1 conv on 3x the channels
 # (models/airbench.KwFoldedConv); 'padded_igemm' = the whitened input carries zero channels up to 32,

@@ -17,7 +17,7 @@ Then block1's first conv with its three horizontal taps gathered into channels
 with the gathering pass timed alone and fused into the forward.
 
 Then (or alone, with --whiten_only) the whitening layer + GELU in each form of models/airbench.PatchWhiten,
-on 24 and on 32 output channels.
+and as the Pallas kernel of models/whiten_kernel.py over its launch parameters, on 24 and on 32 output channels.
 
   python3 kernels/conv_shapes_bench.py [--batch=1536] [--calls=200] [--whiten_only]
 """
@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dawnjax.models import whiten_kernel
 from dawnjax.models.airbench import PatchWhiten, gather_horizontal_taps, padded_channels
 
 # name, spatial size, in channels (real), out channels, kernel, padding, [padded in-channel variants]
@@ -132,6 +133,14 @@ def whiten_rows(batch: int, calls: int, rng) -> None:
       reference = y if reference is None else reference
       err = rel_err(y, reference)
       print(f'  {out} channels, {form:<11} {time_fn(fn, (params, x), calls):.4f} ms  '
+            f'(max difference from elementwise, relative: {err:.1e})', flush=True)
+    # The Pallas kernel (models/whiten_kernel.py) over its launch parameters; the first row is the default.
+    kernel = jnp.pad(params['params']['kernel'], ((0, 0), (0, 0), (0, 0), (0, out - 24))).astype(jnp.bfloat16)
+    bias = jnp.pad(params['params']['bias'], (0, out - 24)).astype(jnp.bfloat16)
+    for block, warps in ((whiten_kernel.BLOCK, whiten_kernel.WARPS), (64, 2), (128, 2), (256, 4), (256, 8), (512, 8)):
+      fn = lambda x, k, b, block=block, warps=warps: whiten_kernel._pallas_whiten_gelu(x, k, b, True, block, warps)
+      err = rel_err(fn(x, kernel, bias), reference)
+      print(f'  {out} channels, pallas block {block:>3} warps {warps} {time_fn(fn, (x, kernel, bias), calls):.4f} ms  '
             f'(max difference from elementwise, relative: {err:.1e})', flush=True)
 
 

@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -560,6 +560,18 @@ if [ "$part" = serve11 ]; then
   off="--nowrite_exported --throughput_batch=0 --bound_items=0"
   serve $OUT/serve11 cb --conv_command_buffers $off
   serve $OUT/serve11 cb_b --conv_command_buffers $off
+fi
+if [ "$part" = whiten11b ]; then
+  # whiten11 (call 1 of the eleventh session): the GEMM form lost (+0.7%: 0.8655 / 0.8661 vs 0.8602 / 0.8587 s);
+  # alone at 32 channels it took 0.164 ms against the fused pass's 0.163. --whiten_impl=pallas: the sums,
+  # bias and GELU as one Pallas kernel (models/whiten_kernel.py) that reads each pixel's 12 patch values
+  # once and writes 32 channels of consecutive pixels contiguously. Predicted: the pass 0.233 -> ~0.05 ms
+  # per step (the ~94 MB write at ~2-3 TB/s), -3..-5% timed. Bench first (launch parameters); no ABBA
+  # if the kernel did not run.
+  python3 kernels/conv_shapes_bench.py --whiten_only 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_forms11b.txt
+  grep -q 'pallas block' $OUT/whiten_forms11b.txt || exit 1
+  abba elem20 "-- $RECIPE" pallas20 "-- $RECIPE --whiten_impl=pallas"
+  profile whiten_pallas $RECIPE --whiten_impl=pallas
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

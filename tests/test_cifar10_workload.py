@@ -100,8 +100,10 @@ SHARDED_SCRIPT = textwrap.dedent('''
     for n in (1, 8):
       for opt, bn, conv1 in (('sgd', 'flax', 'conv'), ('muon', 'flax', 'conv'), ('sgd', 'fused', 'conv'),
                              ('sgd', 'flax', 'padded_igemm')):
+        # padded_igemm with the Pallas whitening: both Pallas kernels per batch shard
+        whiten = 'pallas' if conv1 == 'padded_igemm' else 'conv'
         recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=0.5, bn_impl=bn, block1_conv1_impl=conv1,
-                             **TINY)  # two steps
+                             whiten_impl=whiten, **TINY)  # two steps
         wl = Cifar10Workload(recipe, parallel.make_mesh(n), data_loader=lambda: data)
         wl.load_data(); wl.compile(epoch_evals=False)  # only the final evaluation runs
         state, _ = wl.train_epoch(wl.init(0), 0)
@@ -133,7 +135,8 @@ def test_sharded_step_equals_single_device_on_8_fake_devices():
   # ~1e-3 (seen: 7e-4 in the 3x3-pixel last block); SGD stays at rounding level. Per-device BatchNorm
   # statistics or a wrongly split batch would be off by far more.
   # 'sgd_fused': the hand-written BatchNorm backward, sharded, against autodiff's on one device.
-  # 'sgd_igemm': block1's Pallas filter gradient per batch shard + a psum, against one device's.
+  # 'sgd_igemm': block1's Pallas filter gradient per batch shard + a psum, and the Pallas whitening forward
+  # per batch shard, against one device's.
   for opt, atol in (('sgd', 2e-5), ('muon', 2e-3), ('sgd_fused', 2e-5), ('sgd_igemm', 2e-5)):
     one, eight = out['sgd1' if opt == 'sgd_fused' else f'{opt}1'], out[f'{opt}8']
     for a, b in zip(one['params'] + one['stats'], eight['params'] + eight['stats']):

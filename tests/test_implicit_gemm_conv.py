@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dawnjax.models import implicit_gemm_conv as ig
+from dawnjax.models import pallas_support
 
 
 # (images, height, width, channels, features, pixels per tile). The tiles never divide the images'
@@ -56,7 +57,7 @@ def test_bad_shapes_and_names_are_refused():
 
 
 def test_without_the_kernels_every_part_is_xlas_convolution(monkeypatch):
-  monkeypatch.setattr(ig, '_kernels_available', lambda: False)  # as on a TPU
+  monkeypatch.setattr(pallas_support, 'kernels_available', lambda: False)  # as on a TPU
   x = jax.random.normal(jax.random.key(3), (2, 5, 5, 8))
   kernel = jax.random.normal(jax.random.key(4), (3, 3, 8, 16))
   fn = lambda x, k: jnp.sum(ig.implicit_gemm_conv3x3(x, k) ** 2)

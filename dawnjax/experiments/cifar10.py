@@ -29,9 +29,11 @@ def _define_recipe_flags() -> None:
                   "forward and variables, two-pass hand-written backward; dawnjax/models/batchnorm.py)."),
       'whiten_impl': ("The whitening layer: 'conv' (a cuDNN convolution), 'elementwise' (the same sums "
                       'as multiply-adds of shifted slices, fused by XLA with the bias and the GELU; '
-                      "models/airbench.PatchWhiten) or 'matmul' (the same sums as one matmul of the 2x2 "
-                      'patches, 12 values per pixel, by the kernel). Model FLOPs count convolutions and '
-                      "matmuls only, so 'elementwise' leaves out the whitening\'s 2x2x3x24 multiply-adds: "
+                      "models/airbench.PatchWhiten), 'matmul' (the same sums as one matmul of the 2x2 "
+                      "patches, 12 values per pixel, by the kernel) or 'pallas' (the sums, the bias and the "
+                      'GELU as one Pallas kernel on GPUs, XLA elsewhere; models/whiten_kernel.py). Model '
+                      "FLOPs count convolutions and matmuls only, so 'elementwise' and 'pallas' leave out "
+                      "the whitening\'s 2x2x3x24 multiply-adds: "
                       '~0.55 of ~710 MFLOP per training image, MFU understated by ~0.08%.'),
       'block1_conv1_impl': ("Block1's first conv (3x3, the 24 whitened channels in): 'conv' (nn.Conv), "
                             "'kw_folded' (its three horizontal taps gathered into 72 channels, then a 3x1 "

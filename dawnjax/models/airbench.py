@@ -16,6 +16,7 @@ import numpy as np
 from dawnjax.models.batchnorm import BatchNormAct
 from dawnjax.models.implicit_gemm_conv import implicit_gemm_conv3x3
 from dawnjax.models.pooling import max_and_first_index
+from dawnjax.models.whiten_kernel import patch_conv_sums, whiten_gelu
 from dawnjax.recipe_choices import ACTIVATIONS
 
 
@@ -240,31 +241,52 @@ class PatchWhiten(nn.Module):
   @nn.compact
   def __call__(self, x):
     k = self.kernel_size
-    channels = x.shape[-1]
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    extra = max(self.padded_features - self.features, 0)
-    kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, 0), (0, extra)))
-    bias = jnp.pad(bias, (0, extra))
+    kernel, bias = whiten_variables(self, k, x.shape[-1], self.features, self.padded_features)
     # Round as nn.Conv(dtype=...) would feed the convolution, then sum in f32. Each slice is
     # widened where it is used: sliced from an f32 copy, XLA wrote 12 f32 planes before the fused
     # pass (results/cifar10_jpeg/h200_2026-12-01_s8); this order measured -0.2% timed, inside the
     # noise, with the same values.
-    x = x.astype(self.dtype)
-    h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
-    out = bias.astype(self.dtype).astype(jnp.float32)
+    x, kernel, bias = x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype)
     if self.form == 'matmul':
+      h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
       patches = jnp.concatenate([x[:, i:i + h, j:j + w, :] for i in range(k) for j in range(k)], axis=-1)
-      matrix = kernel.astype(self.dtype).reshape(k * k * channels, -1)
-      return (jnp.dot(patches, matrix, preferred_element_type=jnp.float32) + out).astype(self.dtype)
+      sums = jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]), preferred_element_type=jnp.float32)
+      return (sums + bias.astype(jnp.float32)).astype(self.dtype)
     if self.form != 'elementwise':
       raise ValueError(f"PatchWhiten form {self.form!r}: expected 'elementwise' or 'matmul'")
-    kernel = kernel.astype(self.dtype).astype(jnp.float32)
-    for i in range(k):
-      for j in range(k):
-        for c in range(channels):
-          out = out + x[:, i:i + h, j:j + w, c:c + 1].astype(jnp.float32) * kernel[i, j, c]
-    return out.astype(self.dtype)
+    return patch_conv_sums(x, kernel, bias).astype(self.dtype)
+
+
+def whiten_variables(module: nn.Module, k: int, channels: int, features: int, padded_features: int):
+  """The whitening layer's variables as nn.Conv names and initialises them ('kernel' (k, k, C, F),
+  'bias' (F,)), f32, with zero output channels appended up to padded_features."""
+  kernel = module.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, features), jnp.float32)
+  bias = module.param('bias', nn.initializers.zeros_init(), (features,), jnp.float32)
+  extra = max(padded_features - features, 0)
+  return jnp.pad(kernel, ((0, 0), (0, 0), (0, 0), (0, extra))), jnp.pad(bias, (0, extra))
+
+
+class WhitenGelu(nn.Module):
+  """PatchWhiten followed by GELU, as one Pallas kernel (models/whiten_kernel.py): the same variables,
+  the same f32 sums rounded to `dtype`; the GELU is computed in f32 and rounded once (XLA's rounds
+  within the GELU's steps in bf16). XLA computes the backward, and every part where Pallas kernels
+  cannot run (TPUs).
+
+  Why: XLA's fused form of the layer + GELU took 0.233 ms per step on an H200 at 32 channels for
+  ~0.03 ms worth of traffic (see whiten_kernel).
+  """
+  features: int
+  kernel_size: int
+  dtype: Any = jnp.float32
+  padded_features: int = 0
+  gelu_approximate: bool = False
+  mesh: Any = None  # the data-parallel mesh when x is batch-sharded (see whiten_gelu)
+
+  @nn.compact
+  def __call__(self, x):
+    kernel, bias = whiten_variables(self, self.kernel_size, x.shape[-1], self.features, self.padded_features)
+    return whiten_gelu(x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype),
+                       approximate=self.gelu_approximate, mesh=self.mesh)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,7 +304,8 @@ class AirbenchConfig:
   # as in hiverge cifar10-speedrun, whose blocks use SiLU.
   activation: str = 'gelu'
   bn_impl: str = 'flax'  # BN_IMPLS
-  whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'conv' | 'elementwise' | 'matmul' (PatchWhiten's two forms)
+  # WHITEN_IMPLS: 'conv' | 'elementwise' | 'matmul' (PatchWhiten's two forms) | 'pallas' (WhitenGelu)
+  whiten_impl: str = 'conv'
   # CONV1_IMPLS: block1's first conv (the 24 whitened channels in) as nn.Conv, KwFoldedConv or
   # PaddedIgemmConv (the whitening's output then carries zero channels up to a multiple of 32).
   block1_conv1_impl: str = 'conv'
@@ -307,13 +330,17 @@ class AirbenchNet(nn.Module):
     # Weights are set from the data by `whitening_kernel` and never trained; only the bias is.
     # 'padded_igemm' reads the whitened image with zero channels up to a multiple of 32.
     padded = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl == 'padded_igemm' else cfg.whiten_width
-    if cfg.whiten_impl in ('elementwise', 'matmul'):
-      x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=padded, form=cfg.whiten_impl, name='whiten')(x)
+    if cfg.whiten_impl == 'pallas':
+      x = WhitenGelu(cfg.whiten_width, k, dtype, padded_features=padded, gelu_approximate=cfg.gelu_approximate,
+                     mesh=self.mesh, name='whiten')(x)
     else:
-      x = nn.Conv(cfg.whiten_width, (k, k), padding='VALID', use_bias=True, dtype=dtype,
-                  name='whiten')(x.astype(dtype))
-      x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, padded - cfg.whiten_width)))
-    x = nn.gelu(x, approximate=cfg.gelu_approximate)
+      if cfg.whiten_impl in ('elementwise', 'matmul'):
+        x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=padded, form=cfg.whiten_impl, name='whiten')(x)
+      else:
+        x = nn.Conv(cfg.whiten_width, (k, k), padding='VALID', use_bias=True, dtype=dtype,
+                    name='whiten')(x.astype(dtype))
+        x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, padded - cfg.whiten_width)))
+      x = nn.gelu(x, approximate=cfg.gelu_approximate)
     for i, width in enumerate(cfg.widths):
       x = ConvGroup(width, cfg.bn_momentum, dtype, cfg.gelu_approximate, cfg.pool_impl, cfg.activation,
                     cfg.bn_impl, cfg.block1_conv1_impl if i == 0 else 'conv', cfg.whiten_width, self.mesh,

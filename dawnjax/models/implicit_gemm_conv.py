@@ -37,6 +37,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 from jax.sharding import PartitionSpec as P
 
+from dawnjax.models import pallas_support
 from dawnjax.parallel import DATA_AXIS
 
 
@@ -53,16 +54,6 @@ class Tiling:
 
 def _pow2(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
-
-
-def _on_gpu() -> bool:
-  return jax.default_backend() == 'gpu'
-
-
-def _kernels_available() -> bool:
-  """Triton kernels on GPUs, Pallas's interpreter on CPU (tests). Elsewhere (TPUs have no Triton
-  backend) XLA's convolutions compute the same sums."""
-  return jax.default_backend() in ('gpu', 'cpu')
 
 
 def _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit):
@@ -149,7 +140,7 @@ def _forward(x, w, tiling: Tiling):
       cost_estimate=pl.CostEstimate(
           flops=_conv_flops(x, features), transcendentals=0,
           bytes_accessed=(x.size + images * height * width * features) * x.dtype.itemsize),
-      interpret=not _on_gpu(), name='implicit_gemm_conv3x3_fwd',
+      interpret=not pallas_support.on_gpu(), name='implicit_gemm_conv3x3_fwd',
   )(x.reshape(images, -1), taps)
   return y.reshape(images, height, width, features)
 
@@ -171,7 +162,7 @@ def _filter_grad(x, g, tiling: Tiling):
       cost_estimate=pl.CostEstimate(
           flops=_conv_flops(x, features), transcendentals=0,
           bytes_accessed=(3 * x.size + 3 * g.size) * x.dtype.itemsize),
-      interpret=not _on_gpu(), name='implicit_gemm_conv3x3_wgrad',
+      interpret=not pallas_support.on_gpu(), name='implicit_gemm_conv3x3_wgrad',
   )(x.reshape(images, -1), g.reshape(images, -1))
   dw = partial_sums.sum(axis=1)  # (3, 3, F, cpad)
   return jnp.transpose(dw, (0, 1, 3, 2))[:, :, :channels, :]
@@ -183,29 +174,15 @@ def reference_conv3x3(x, w):
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _per_batch_shard(fn, mesh, in_specs, summed: bool):
-  """fn on each device's shard of a batch-sharded mesh: its outputs summed over the devices (a filter
-  gradient) or left batch-sharded (a forward). XLA cannot split a Pallas call itself: without this it
-  would gather the whole batch onto every device."""
-  if mesh is None or mesh.size == 1:
-    return fn
-  axis = DATA_AXIS
-
-  def shard(*args):
-    out = fn(*args)
-    return jax.lax.psum(out, axis) if summed else out
-
-  return jax.shard_map(shard, mesh=mesh, in_specs=in_specs, out_specs=P() if summed else P(axis), check_vma=False)
-
-
 FORWARDS = ('pallas', 'xla')
 
 
 def _forward_fn(forward: str, tiling: Tiling, mesh):
   """forward(x, w): the Pallas kernel (per batch shard on a mesh), or XLA's convolution for 'xla' and
   where the kernels cannot run."""
-  if forward == 'pallas' and _kernels_available():
-    return _per_batch_shard(functools.partial(_forward, tiling=tiling), mesh, (P(DATA_AXIS), P()), summed=False)
+  if forward == 'pallas' and pallas_support.kernels_available():
+    return pallas_support.per_batch_shard(functools.partial(_forward, tiling=tiling), mesh, (P(DATA_AXIS), P()),
+                                          summed=False)
   return reference_conv3x3
 
 
@@ -222,10 +199,10 @@ def _conv_bwd(tiling, forward, mesh, residuals, g):
   x, w = residuals
   _, input_vjp = jax.vjp(lambda v: reference_conv3x3(v, w), x)
   (dx,) = input_vjp(g)
-  if not _kernels_available():
+  if not pallas_support.kernels_available():
     _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
     return dx, filter_vjp(g)[0]
-  filter_grad = _per_batch_shard(functools.partial(_filter_grad, tiling=tiling), mesh,
+  filter_grad = pallas_support.per_batch_shard(functools.partial(_filter_grad, tiling=tiling), mesh,
                                  (P(DATA_AXIS), P(DATA_AXIS)), summed=True)
   return dx, filter_grad(x, g).astype(w.dtype)
 

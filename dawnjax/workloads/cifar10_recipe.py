@@ -76,7 +76,8 @@ class CifarRecipe:
   pool_impl: str = 'reshape'
   activation: str = 'gelu'  # the conv blocks' nonlinearity: 'gelu' | 'silu' (hiverge)
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
-  whiten_impl: str = 'conv'  # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds
+  # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds, 'pallas' = + GELU as one kernel
+  whiten_impl: str = 'conv'
   block1_conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = taps gathered into channels, 'padded_igemm' = Pallas filter gradient
 
   def validate(self) -> None:

@@ -1,0 +1,34 @@
+"""Where dawnjax's Pallas (Triton) kernels run, and how they run on a data-parallel mesh.
+
+The kernels are Triton kernels on GPUs and run in Pallas's interpreter on CPU (the tests: same
+results, slowly). TPUs have no Triton backend; there every caller computes the same values with XLA.
+"""
+from __future__ import annotations
+
+import jax
+from jax.sharding import PartitionSpec as P
+
+from dawnjax.parallel import DATA_AXIS
+
+
+def on_gpu() -> bool:
+  return jax.default_backend() == 'gpu'
+
+
+def kernels_available() -> bool:
+  return jax.default_backend() in ('gpu', 'cpu')
+
+
+def per_batch_shard(fn, mesh, in_specs, summed: bool):
+  """fn on each device's shard of a batch-sharded mesh: its outputs summed over the devices (a filter
+  gradient) or left batch-sharded (a forward). XLA cannot split a Pallas call itself: without this it
+  would gather the whole batch onto every device."""
+  if mesh is None or mesh.size == 1:
+    return fn
+
+  def shard(*args):
+    out = fn(*args)
+    return jax.lax.psum(out, DATA_AXIS) if summed else out
+
+  return jax.shard_map(shard, mesh=mesh, in_specs=in_specs, out_specs=P() if summed else P(DATA_AXIS),
+                       check_vma=False)
