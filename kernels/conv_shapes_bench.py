@@ -137,11 +137,14 @@ def whiten_rows(batch: int, calls: int, rng) -> None:
     # The Pallas kernel (models/whiten_kernel.py) over its launch parameters; the first row is the default.
     kernel = jnp.pad(params['params']['kernel'], ((0, 0), (0, 0), (0, 0), (0, out - 24))).astype(jnp.bfloat16)
     bias = jnp.pad(params['params']['bias'], (0, out - 24)).astype(jnp.bfloat16)
-    for block, warps in ((whiten_kernel.BLOCK, whiten_kernel.WARPS), (64, 2), (128, 2), (256, 4), (256, 8), (512, 8)):
-      fn = lambda x, k, b, block=block, warps=warps: whiten_kernel._pallas_whiten_gelu(x, k, b, True, block, warps)
+    default = (whiten_kernel.FORM, whiten_kernel.BLOCK, whiten_kernel.WARPS)
+    for form, block, warps in (default, ('dot', 64, 2), ('dot', 512, 8), ('fma', 128, 4), ('fma', 256, 4),
+                               ('fma', 256, 8), ('fma', 512, 8), ('fma', 64, 2)):
+      fn = lambda x, k, b, f=form, bl=block, w=warps: whiten_kernel._pallas_whiten_gelu(x, k, b, True, bl, w, f)
       err = rel_err(fn(x, kernel, bias), reference)
-      print(f'  {out} channels, pallas block {block:>3} warps {warps} {time_fn(fn, (x, kernel, bias), calls):.4f} ms  '
-            f'(max difference from elementwise, relative: {err:.1e})', flush=True)
+      ms = time_fn(fn, (x, kernel, bias), calls)
+      print(f'  {out} channels, pallas {form} block {block:>3} warps {warps} {ms:.4f} ms'
+            f'  (max difference from elementwise, relative: {err:.1e})', flush=True)
 
 
 if __name__ == '__main__':

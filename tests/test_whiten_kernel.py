@@ -22,11 +22,15 @@ def _inputs(shape, dtype, seed=0):
           (jax.random.normal(kb, (f,)) * 0.3).astype(dtype))
 
 
+@pytest.mark.parametrize('form', ['dot', 'fma'])
 @pytest.mark.parametrize('approximate', [True, False])
 @pytest.mark.parametrize('shape', SHAPES)
-def test_bf16_output_is_the_exact_gelu_of_the_rounded_sums_correctly_rounded(shape, approximate):
+def test_bf16_output_is_the_exact_gelu_of_the_rounded_sums_correctly_rounded(shape, approximate, form):
   x, kernel, bias = _inputs(shape, jnp.bfloat16)
-  y = np.asarray(wk.whiten_gelu(x, kernel, bias, approximate=approximate), np.float32)
+  y = wk.whiten_gelu(x, kernel, bias, approximate=approximate)
+  if form != wk.FORM:  # the other form, with small tiles
+    y = wk._pallas_whiten_gelu(x, kernel.astype(x.dtype), bias.astype(jnp.float32), approximate, 32, 2, form)
+  y = np.asarray(y, np.float32)
   assert y.shape == (shape[0], shape[1] - shape[4] + 1, shape[2] - shape[4] + 1, shape[5])
   pre = np.asarray(wk.patch_conv_sums(x, kernel, bias).astype(jnp.bfloat16), np.float64)
   exact = (0.5 * pre * (1 + np.tanh(np.sqrt(2 / np.pi) * (pre + 0.044715 * pre**3))) if approximate
@@ -95,13 +99,14 @@ def test_net_with_pallas_whitening_agrees_with_elementwise_and_counts_the_same_f
   assert counted['pallas'] == counted['elementwise'] > 0
 
 
+@pytest.mark.parametrize('form', ['dot', 'fma'])
 @pytest.mark.parametrize('approximate', [True, False])
-def test_the_kernel_lowers_to_triton_for_gpus(monkeypatch, approximate):
+def test_the_kernel_lowers_to_triton_for_gpus(monkeypatch, approximate, form):
   # Lowering for CUDA needs no GPU. It catches what only the Triton path refuses (erf and erfc have
   # no Triton lowering; the interpreter runs them fine).
   monkeypatch.setattr(pallas_support, 'on_gpu', lambda: True)
   x, kernel, bias = (jnp.zeros((64, 32, 32, 3), jnp.bfloat16), jnp.zeros((2, 2, 3, 32), jnp.bfloat16),
                      jnp.zeros(32, jnp.bfloat16))
-  fn = jax.jit(lambda x, k, b: wk.whiten_gelu(x, k, b, approximate=approximate))
+  fn = jax.jit(lambda x, k, b: wk._pallas_whiten_gelu(x, k, b.astype(jnp.float32), approximate, form=form))
   text = fn.trace(x, kernel, bias).lower(lowering_platforms=('cuda',)).as_text()
   assert '__gpu$xla.gpu.triton' in text or 'triton' in text.lower()

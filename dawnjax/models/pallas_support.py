@@ -22,7 +22,8 @@ def kernels_available() -> bool:
 def per_batch_shard(fn, mesh, in_specs, summed: bool):
   """fn on each device's shard of a batch-sharded mesh: its outputs summed over the devices (a filter
   gradient) or left batch-sharded (a forward). XLA cannot split a Pallas call itself: without this it
-  would gather the whole batch onto every device."""
+  would gather the whole batch onto every device. A batch the mesh does not divide (a model's
+  initialisation on a dummy batch, one served image) cannot be batch-sharded: fn runs on it whole."""
   if mesh is None or mesh.size == 1:
     return fn
 
@@ -30,5 +31,6 @@ def per_batch_shard(fn, mesh, in_specs, summed: bool):
     out = fn(*args)
     return jax.lax.psum(out, DATA_AXIS) if summed else out
 
-  return jax.shard_map(shard, mesh=mesh, in_specs=in_specs, out_specs=P() if summed else P(DATA_AXIS),
-                       check_vma=False)
+  sharded = jax.shard_map(shard, mesh=mesh, in_specs=in_specs, out_specs=P() if summed else P(DATA_AXIS),
+                          check_vma=False)
+  return lambda *args: sharded(*args) if args[0].shape[0] % mesh.size == 0 else fn(*args)

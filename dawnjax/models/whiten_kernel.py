@@ -31,9 +31,12 @@ from dawnjax.models import pallas_support
 from dawnjax.parallel import DATA_AXIS
 
 _TAPS_PAD = 16  # tensor-core dots want K >= 16
-# Launch parameters: output pixels per program, warps per program (kernels/conv_shapes_bench.py --whiten_only).
+# Launch parameters: output pixels per program, warps per program, and how the sums are formed ('dot':
+# the (pixels, 16) patches times the (16, F) kernel on the tensor cores; 'fma': one multiply-add per
+# tap). kernels/conv_shapes_bench.py --whiten_only times them.
 BLOCK = 128
 WARPS = 4
+FORM = 'dot'
 
 
 def patch_conv_sums(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
@@ -67,22 +70,33 @@ def _erf(x):
 
 
 def _gelu(x, approximate: bool):
-  return jax.nn.gelu(x, approximate=True) if approximate else 0.5 * x * (1 + _erf(x * 0.7071067811865476))
+  if approximate:
+    # The tanh form as x * sigmoid(2z): 0.5 * (1 + tanh(z)) = 1 / (1 + exp(-2z)). The same function
+    # (f32 rounding apart), with one exp instead of libdevice's tanh.
+    return x / (1 + jnp.exp(-1.5957691216057308 * (x + 0.044715 * x * x * x)))
+  return 0.5 * x * (1 + _erf(x * 0.7071067811865476))
 
 
-def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features, total, approximate, block):
+def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features, total, approximate, block, form):
   out_h, out_w = height - k + 1, width - k + 1
   p = pl.program_id(0) * block + jnp.arange(block)
   inside = p < total
   n, q = p // (out_h * out_w), p % (out_h * out_w)
   first = (n * height + q // out_w) * width + q % out_w  # the patch's top-left input pixel
-  t = jnp.arange(_TAPS_PAD)
-  i, j, c = t // (k * channels), (t // channels) % k, t % channels  # the kernel's (k, k, C) order
-  offsets = first[:, None] * channels + ((i * width + j) * channels + c)[None, :]
-  patches = plgpu.load(x_ref.at[offsets], mask=inside[:, None] & (t < k * k * channels)[None, :], other=0)
-  # HIGHEST: f32 inputs (tests, f32 recipes) are not rounded to TF32; bf16 ones are exact either way.
-  sums = jnp.dot(patches, w_ref[...], precision=jax.lax.Precision.HIGHEST,
-                 preferred_element_type=jnp.float32) + b_ref[...][None, :]
+  if form == 'dot':
+    t = jnp.arange(_TAPS_PAD)
+    i, j, c = t // (k * channels), (t // channels) % k, t % channels  # the kernel's (k, k, C) order
+    offsets = first[:, None] * channels + ((i * width + j) * channels + c)[None, :]
+    patches = plgpu.load(x_ref.at[offsets], mask=inside[:, None] & (t < k * k * channels)[None, :], other=0)
+    # HIGHEST: f32 inputs (tests, f32 recipes) are not rounded to TF32; bf16 ones are exact either way.
+    sums = jnp.dot(patches, w_ref[...].astype(patches.dtype), precision=jax.lax.Precision.HIGHEST,
+                   preferred_element_type=jnp.float32) + b_ref[...][None, :]
+  else:  # 'fma': one multiply-add per tap on the CUDA cores; no shared-memory staging for a dot
+    sums = jnp.broadcast_to(b_ref[...][None, :], (block, w_ref.shape[1]))
+    for t in range(k * k * channels):
+      i, j, c = t // (k * channels), (t // channels) % k, t % channels
+      v = plgpu.load(x_ref.at[first * channels + ((i * width + j) * channels + c)], mask=inside, other=0)
+      sums = sums + v.astype(jnp.float32)[:, None] * w_ref[t][None, :]
   pre = sums.astype(y_ref.dtype).astype(jnp.float32)
   f = jnp.arange(w_ref.shape[1])
   out = p[:, None] * features + f[None, :]
@@ -91,14 +105,14 @@ def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features,
   plgpu.store(y_ref.at[out], _gelu(pre, approximate).astype(y_ref.dtype), mask=mask)
 
 
-def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, warps: int = WARPS):
+def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, warps: int = WARPS, form: str = FORM):
   images, height, width, channels = x.shape
   k, features = kernel.shape[0], kernel.shape[-1]
   total = images * (height - k + 1) * (width - k + 1)
   fpad = max(16, 1 << (features - 1).bit_length())
   taps = jnp.pad(kernel.reshape(k * k * channels, features), ((0, _TAPS_PAD - k * k * channels), (0, fpad - features)))
   body = functools.partial(_kernel, height=height, width=width, channels=channels, k=k, features=features,
-                           total=total, approximate=approximate, block=block)
+                           total=total, approximate=approximate, block=block, form=form)
   y = pl.pallas_call(
       body, grid=(pl.cdiv(total, block),),
       out_shape=jax.ShapeDtypeStruct((total * features,), x.dtype),
@@ -106,7 +120,7 @@ def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, 
       cost_estimate=pl.CostEstimate(flops=2 * total * features * k * k * channels, transcendentals=total * features,
                                     bytes_accessed=(x.size + total * features) * x.dtype.itemsize),
       interpret=not pallas_support.on_gpu(), name='whiten_gelu',
-  )(x.reshape(-1), taps.astype(x.dtype), jnp.pad(bias.astype(jnp.float32), (0, fpad - features)))
+  )(x.reshape(-1), taps.astype(x.dtype).astype(jnp.float32), jnp.pad(bias.astype(jnp.float32), (0, fpad - features)))
   return y.reshape(images, height - k + 1, width - k + 1, features)
 
 
