@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -589,6 +589,18 @@ if [ "$part" = whiten11c ]; then
   off="--nowrite_exported --throughput_batch=0 --bound_items=0"
   serve $OUT/serve11c cb --conv_command_buffers $off
   serve $OUT/serve11c cb_b --conv_command_buffers $off
+fi
+if [ "$part" = wall11 ]; then
+  # The issue-3 wall rows for fast.flags with --whiten_impl=pallas (adopted after whiten11c): one cold
+  # process without a compile cache, one that fills JAX's persistent cache, three that hit it.
+  # Goals: cold <= 20 s, warm <= 5 s. Predicted: cold ~40 s (cuDNN autotuning ~11 s of it), warm 4-6 s.
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+cold1 1 -- $RECIPE
+cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+cache_warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+cache_warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+cache_warm3 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

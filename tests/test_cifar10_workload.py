@@ -447,5 +447,5 @@ def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
   assert fast['epochs'] == 7.15 and fast['eval_batch_size'] == fast['batch_size'] == 1536
   assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION'
   assert not fast['gpu_preallocate']
-  assert fast['block1_conv1_impl'] == 'padded_igemm' and fast['whiten_impl'] == 'elementwise'
+  assert fast['block1_conv1_impl'] == 'padded_igemm' and fast['whiten_impl'] == 'pallas'
   assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files
