@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -600,6 +600,21 @@ cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
 cache_warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
 cache_warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
 cache_warm3 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
+VARIANTS
+fi
+if [ "$part" = wall11b ]; then
+  # wall11 (call 4): every process that hit JAX's persistent compilation cache died in its first
+  # evaluation: "INTERNAL: No DNN support for stream [executable_name='jit_eval_fn']" (cold 25.4 s and the
+  # cache fill ran). Which recipe change since the last working warm rows (seventh session) does it:
+  # cuDNN convolutions in command buffers (ninth), padded_igemm (tenth), the Pallas whitening (this one)?
+  # One cache fill + one cache hit each, with one of them taken back.
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+nocbconv_fill 1 -- $RECIPE --xla_flags=--xla_gpu_enable_triton_gemm=false --compilation_cache_dir=/tmp/jc_a
+nocbconv_warm 1 -- $RECIPE --xla_flags=--xla_gpu_enable_triton_gemm=false --compilation_cache_dir=/tmp/jc_a
+elemwhiten_fill 1 -- $RECIPE --whiten_impl=elementwise --compilation_cache_dir=/tmp/jc_b
+elemwhiten_warm 1 -- $RECIPE --whiten_impl=elementwise --compilation_cache_dir=/tmp/jc_b
+conv1_fill 1 -- $RECIPE --block1_conv1_impl=conv --compilation_cache_dir=/tmp/jc_c
+conv1_warm 1 -- $RECIPE --block1_conv1_impl=conv --compilation_cache_dir=/tmp/jc_c
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
