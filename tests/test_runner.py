@@ -42,6 +42,27 @@ def test_recipe_xla_flags_append_to_the_environment_and_reject_non_xla_words():
     common.merged_xla_flags('', '--xla_gpu_autotune_level=1 triton=off', None)
 
 
+def test_convolution_command_buffers_are_taken_out_only_when_programs_come_from_the_cache():
+  strip = common.without_conv_command_buffers
+  assert strip('--a=1 --xla_gpu_enable_command_buffer=+CONVOLUTION --b=2') == '--a=1 --b=2'
+  flag = '--xla_gpu_enable_command_buffer='
+  assert strip(flag + 'FUSION,CONVOLUTION,CUBLAS') == flag + 'FUSION,CUBLAS'
+  assert strip('--xla_gpu_enable_command_buffer=FUSION') == '--xla_gpu_enable_command_buffer=FUSION'
+  code = ('import os\nfrom absl import flags\nfrom dawnjax.experiments import common\ncommon.define_common_flags()\n'
+          'flags.FLAGS(["x", "--xla_flags=--xla_gpu_enable_triton_gemm=false '
+          '--xla_gpu_enable_command_buffer=+CONVOLUTION"]'
+          ' + (["--compilation_cache_dir=" + {cache!r}] if {cache!r} else []))\n'
+          'common.configure_jax()\nprint("ENV", os.environ["XLA_FLAGS"], "|", flags.FLAGS.xla_flags)\n')
+  cached = _python(code.format(cache='/tmp/dawnjax_test_cache'), XLA_FLAGS='--xla_dump_to=/tmp/x')
+  assert cached.returncode == 0, cached.stderr[-2000:]
+  assert 'No DNN support for stream' in cached.stdout
+  assert cached.stdout.split('ENV', 1)[1].split() == ['--xla_dump_to=/tmp/x', '--xla_gpu_enable_triton_gemm=false', '|',
+                                                      '--xla_gpu_enable_triton_gemm=false']
+  plain = _python(code.format(cache=''))
+  assert plain.returncode == 0, plain.stderr[-2000:]
+  assert 'CONVOLUTION | --xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION' in plain.stdout
+
+
 def _python(code: str, **env) -> subprocess.CompletedProcess:
   full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **env}
   for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID', 'DAWNJAX_MULTIHOST'):

@@ -87,10 +87,34 @@ def merged_xla_flags(env: str, extra: str, autotune_level: int | None) -> str:
   return ' '.join([env, *added]).strip()
 
 
+def without_conv_command_buffers(xla_flags: str) -> str:
+  """xla_flags with CONVOLUTION taken out of every --xla_gpu_enable_command_buffer list (a list left
+  empty drops the flag: XLA's default set, which has no convolutions)."""
+  out = []
+  for flag in xla_flags.split():
+    name, _, value = flag.partition('=')
+    if name == '--xla_gpu_enable_command_buffer':
+      kept = [v for v in value.split(',') if v.lstrip('+') != 'CONVOLUTION']
+      if not kept:
+        continue
+      flag = f'{name}={",".join(kept)}'
+    out.append(flag)
+  return ' '.join(out)
+
+
 def configure_jax() -> None:
   """Applies the JAX/XLA flags; must run before anything touches a device."""
-  os.environ['XLA_FLAGS'] = merged_xla_flags(os.environ.get('XLA_FLAGS', ''), FLAGS.xla_flags,
-                                             FLAGS.xla_gpu_autotune_level)
+  merged = merged_xla_flags(os.environ.get('XLA_FLAGS', ''), FLAGS.xla_flags, FLAGS.xla_gpu_autotune_level)
+  if FLAGS.compilation_cache_dir and (kept := without_conv_command_buffers(merged)) != merged:
+    # With JAX 0.11.2 on an H200, every process that loaded its programs from the persistent cache
+    # died in its first evaluation with "INTERNAL: No DNN support for stream" when cuDNN convolutions
+    # were in command buffers; without them the cache hit ran (4.8 s wall;
+    # results/cifar10_jpeg/h200_2026-12-02_s11). The flag is recorded as run.
+    print('--compilation_cache_dir: cuDNN convolutions taken out of XLA command buffers (programs loaded '
+          'from the cache fail with them: "No DNN support for stream")', flush=True)
+    FLAGS.xla_flags = without_conv_command_buffers(FLAGS.xla_flags)
+    merged = kept
+  os.environ['XLA_FLAGS'] = merged
   if not FLAGS.gpu_preallocate:
     os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
   import jax
