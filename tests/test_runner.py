@@ -42,7 +42,7 @@ def test_recipe_xla_flags_append_to_the_environment_and_reject_non_xla_words():
     common.merged_xla_flags('', '--xla_gpu_autotune_level=1 triton=off', None)
 
 
-def test_convolution_command_buffers_are_taken_out_only_when_programs_come_from_the_cache():
+def test_convolution_command_buffers_are_taken_out_only_when_programs_come_from_the_cache(tmp_path):
   strip = common.without_conv_command_buffers
   assert strip('--a=1 --xla_gpu_enable_command_buffer=+CONVOLUTION --b=2') == '--a=1 --b=2'
   flag = '--xla_gpu_enable_command_buffer='
@@ -53,7 +53,7 @@ def test_convolution_command_buffers_are_taken_out_only_when_programs_come_from_
           '--xla_gpu_enable_command_buffer=+CONVOLUTION"]'
           ' + (["--compilation_cache_dir=" + {cache!r}] if {cache!r} else []))\n'
           'common.configure_jax()\nprint("ENV", os.environ["XLA_FLAGS"], "|", flags.FLAGS.xla_flags)\n')
-  cached = _python(code.format(cache='/tmp/dawnjax_test_cache'), XLA_FLAGS='--xla_dump_to=/tmp/x')
+  cached = _python(code.format(cache=str(tmp_path)), XLA_FLAGS='--xla_dump_to=/tmp/x')
   assert cached.returncode == 0, cached.stderr[-2000:]
   assert 'No DNN support for stream' in cached.stdout
   assert cached.stdout.split('ENV', 1)[1].split() == ['--xla_dump_to=/tmp/x', '--xla_gpu_enable_triton_gemm=false', '|',

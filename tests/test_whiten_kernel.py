@@ -10,8 +10,8 @@ from dawnjax.models import pallas_support
 from dawnjax.models import whiten_kernel as wk
 from dawnjax.models.airbench import AirbenchConfig, AirbenchNet, PatchWhiten, WhitenGelu
 
-# (images, height, width, channels, kernel size, features). Output pixels 3*7*7 = 147, 2*8*6 = 96 and
-# 5*5*5 = 125 never fill whole 128-pixel tiles but the first; 24 features exercise the channel mask.
+# (images, height, width, channels, kernel size, features). The output pixels (147, 96, 125, 18) are no
+# multiple of the 128-pixel tile, so the last tile is always partial; 24 features exercise the channel mask.
 SHAPES = [(3, 8, 8, 3, 2, 32), (2, 9, 7, 3, 2, 24), (5, 6, 6, 1, 2, 16), (2, 5, 5, 1, 3, 16)]
 
 

@@ -203,7 +203,7 @@ def _conv_bwd(tiling, forward, mesh, residuals, g):
     _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
     return dx, filter_vjp(g)[0]
   filter_grad = pallas_support.per_batch_shard(functools.partial(_filter_grad, tiling=tiling), mesh,
-                                 (P(DATA_AXIS), P(DATA_AXIS)), summed=True)
+                                               (P(DATA_AXIS), P(DATA_AXIS)), summed=True)
   return dx, filter_grad(x, g).astype(w.dtype)
 
 

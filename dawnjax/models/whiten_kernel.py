@@ -16,6 +16,10 @@ of consecutive pixels: one contiguous write.
 
 The backward is XLA's (the reference below): only the bias trains, for the recipe's first few
 steps; after that the frozen layer is pruned from the gradient and the backward never runs.
+
+Measured on an H200 (results/cifar10_jpeg/h200_2026-12-02_s11): 0.105 ms per training step in place
+of XLA's 0.253 ms, -3.4% and -3.7% timed for fast.flags. That is ~1 TB/s, a quarter of the memory's
+bandwidth; the 'fma' form and the launch shapes tried alone all took 0.10-0.12 ms.
 """
 from __future__ import annotations
 
