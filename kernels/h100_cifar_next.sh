@@ -96,6 +96,21 @@ ${3}_b 20 $4
 ${1}_b 20 $2
 VARIANTS
 }
+# wall_rows HITS: the variant lines of the wall protocol: one cold process of $RECIPE without a compile
+# cache, one that fills JAX's persistent cache, then HITS processes that load from it.
+wall_rows() {
+  echo "cold1 1 -- $RECIPE"
+  echo "cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache"
+  for i in $(seq "$1"); do echo "cache_warm$i 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache"; done
+}
+# served_latency_pair NAME: one seed of $RECIPE trained into /tmp/NAME, then its batch-1 latency twice in a
+# row with convolution command buffers on; logs under $OUT/NAME.
+served_latency_pair() {
+  R=/tmp/$1; train_served
+  local off="--nowrite_exported --throughput_batch=0 --bound_items=0"
+  serve $OUT/$1 cb --conv_command_buffers $off
+  serve $OUT/$1 cb_b --conv_command_buffers $off
+}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
@@ -556,10 +571,7 @@ if [ "$part" = serve11 ]; then
   # The served network of fast.flags has had block1's first conv on 32 channels (padded_igemm) since
   # session 10; its batch-1 latency was never measured. Command buffers on, twice (serve9c: 0.264 ms
   # with the 24-channel conv). Predicted: unchanged within ~0.01 ms (batch 1 is launch bound).
-  R=/tmp/serve11; train_served
-  off="--nowrite_exported --throughput_batch=0 --bound_items=0"
-  serve $OUT/serve11 cb --conv_command_buffers $off
-  serve $OUT/serve11 cb_b --conv_command_buffers $off
+  served_latency_pair serve11
 fi
 if [ "$part" = whiten11b ]; then
   # whiten11 (call 1 of the eleventh session): the GEMM form lost (+0.7%: 0.8655 / 0.8661 vs 0.8602 / 0.8587 s);
@@ -585,22 +597,13 @@ if [ "$part" = whiten11c ]; then
   grep -q 'pallas dot' $OUT/whiten_forms11c.txt || exit 1
   abba elem20 "-- $RECIPE" pallas20 "-- $RECIPE --whiten_impl=pallas"
   RECIPE="$RECIPE --whiten_impl=pallas"
-  R=/tmp/serve11c; train_served
-  off="--nowrite_exported --throughput_batch=0 --bound_items=0"
-  serve $OUT/serve11c cb --conv_command_buffers $off
-  serve $OUT/serve11c cb_b --conv_command_buffers $off
+  served_latency_pair serve11c
 fi
 if [ "$part" = wall11 ]; then
   # The issue-3 wall rows for fast.flags with --whiten_impl=pallas (adopted after whiten11c): one cold
   # process without a compile cache, one that fills JAX's persistent cache, three that hit it.
   # Goals: cold <= 20 s, warm <= 5 s. Predicted: cold ~40 s (cuDNN autotuning ~11 s of it), warm 4-6 s.
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-cold1 1 -- $RECIPE
-cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm3 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-VARIANTS
+  wall_rows 3 | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = wall11b ]; then
   # wall11 (call 4): every process that hit JAX's persistent compilation cache died in its first
@@ -622,26 +625,14 @@ if [ "$part" = wall11c ]; then
   # wall, 0.823 s timed); the elementwise whitening and nn.Conv block1 died as fast.flags did. The entry
   # point now takes CONVOLUTION out of the command buffers when --compilation_cache_dir is given. fast.flags
   # as users run it: cold, cache fill, two cache hits. Predicted: the hits run, ~4.5-5.5 s wall.
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-cold1 1 -- $RECIPE
-cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-VARIANTS
+  wall_rows 2 | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = h100_12 ]; then
   # Written in the eleventh session for the next H100 (none has been lent since the sixth): fast.flags as it
   # stands, 20 seeds twice (the issue-3 timed goal, 0.90 s), then the wall rows (cold; cache fill; two hits).
   # Predicted from the H200 in-call ratios since the H100's 1.025-1.029 s: ~0.93 s at ~90.56%; cold ~30 s;
   # warm ~4.5-5.5 s.
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-final20 20 -- $RECIPE
-final20_b 20 -- $RECIPE
-cold1 1 -- $RECIPE
-cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-cache_warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-VARIANTS
+  { echo "final20 20 -- $RECIPE"; echo "final20_b 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
