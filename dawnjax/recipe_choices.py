@@ -18,7 +18,11 @@ WHITEN_IMPLS = ('conv', 'elementwise', 'matmul', 'pallas')
 # Block1's first conv (3x3, the whitened channels in): 'conv' = nn.Conv; 'kw_folded' = the same conv
 # with its horizontal taps gathered into channels, a 3x1 conv on 3x the channels
 # (models/airbench.KwFoldedConv); 'padded_igemm' = the whitened input carries zero channels up to 32,
-# cuDNN's forward on them, the filter gradient from a Pallas implicit GEMM (models/airbench.PaddedIgemmConv).
-CONV1_IMPLS = ('conv', 'kw_folded', 'padded_igemm')
+# cuDNN's forward on them, the filter gradient from a Pallas implicit GEMM (models/airbench.PaddedIgemmConv);
+# 'padded_igemm_pool' = the same with the argmax max-pool after it fused into that filter gradient's loads
+# (the full-size output gradient is never written; needs the argmax pool).
+CONV1_IMPLS = ('conv', 'kw_folded', 'padded_igemm', 'padded_igemm_pool')
+# The impls whose whitened input carries zero channels up to a multiple of 32.
+PADDED_CONV1_IMPLS = ('padded_igemm', 'padded_igemm_pool')
 # Newton-Schulz quintic coefficients (a, b, c) of Muon's orthogonalisation (Keller Jordan's).
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)

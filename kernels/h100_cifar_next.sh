@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -633,6 +633,16 @@ if [ "$part" = h100_12 ]; then
   # Predicted from the H200 in-call ratios since the H100's 1.025-1.029 s: ~0.93 s at ~90.56%; cold ~30 s;
   # warm ~4.5-5.5 s.
   { echo "final20 20 -- $RECIPE"; echo "final20_b 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
+fi
+if [ "$part" = pool12 ]; then
+  # Block1's pool backward fused into its Pallas filter gradient (--block1_conv1_impl=padded_igemm_pool): the
+  # kernel reads the pooled gradient and the int8 window indices instead of the 31x31 gradient that XLA's
+  # select pass wrote (0.114 ms per step) and each of its three kernel-row programs read (wgrad 0.158 ms).
+  # Predicted: the pair 0.272 -> ~0.10-0.12 ms per step, -3..-4% timed. Then a profile of it, whose gap table
+  # splits the 0.34 ms of host gaps per step by gap length.
+  python3 kernels/implicit_gemm_bench.py --pooled 2>&1 | grep -v '^[IW]1' | tee $OUT/pooled_wgrad12.txt
+  abba fast "-- $RECIPE" pool "-- $RECIPE --block1_conv1_impl=padded_igemm_pool"
+  profile pool $RECIPE --block1_conv1_impl=padded_igemm_pool
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -6,6 +6,12 @@ all in one process, so the rows compare side by side. TFLOP/s counts the useful 
 31x31 pixels). 'err' is the largest difference from XLA's convolution relative to its largest value.
 
   python3 kernels/implicit_gemm_bench.py [--batch=1536] [--calls=200] [--quick]
+  python3 kernels/implicit_gemm_bench.py --pooled [--quick]
+
+--pooled times only block1's filter gradient behind its 2x2 argmax max-pool, on the 32 channels that
+fast.flags' whitening writes: XLA's pool backward (the full-size gradient, pooling.gradient_to_first_max)
+then the Pallas filter gradient, against the Pallas kernel reading the pooled gradient and the window
+indices itself (implicit_gemm_conv3x3_max_pool's backward).
 """
 import dataclasses
 import itertools
@@ -16,11 +22,13 @@ import numpy as np
 
 from conv_shapes_bench import bench_parser, rel_err, time_fn
 from dawnjax.models import implicit_gemm_conv as ig
+from dawnjax.models.pooling import gradient_to_first_max
 
 
 def main() -> None:
   p = bench_parser(__doc__)
   p.add_argument('--quick', action='store_true', help='the default tiling only')
+  p.add_argument('--pooled', action='store_true', help='only the filter gradient behind the pool, two ways')
   args = p.parse_args()
   size, cin, cout = 31, 24, 64
   rng = np.random.default_rng(0)
@@ -31,6 +39,9 @@ def main() -> None:
   print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch}, {args.calls} calls per figure, '
         f'{gflop:.1f} GFLOP per pass')
 
+  if args.pooled:
+    pooled_rows(jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, 32 - cin))), gflop, args, rng)
+    return
   for channels in (cin, 32):
     # 32: the 24 channels followed by 8 zero channels, as a whitening layer could write them (the cost
     # of writing them is not in these rows).
@@ -64,10 +75,7 @@ def rows(x, w, g, gflop, args) -> None:
             flush=True)
     except Exception as e:  # a tiling may not compile (registers, shared memory): report and go on
       print(f'pallas fwd   {label}  FAILED {type(e).__name__}: {str(e)[:200]}')
-  wgrad_tilings = [default] if args.quick else [
-      dataclasses.replace(default, wgrad_block=b, wgrad_stages=st, wgrad_programs=gp)
-      for b, st, gp in itertools.product((32, 64, 128), (3, 4), (132, 264))]
-  for t in wgrad_tilings:
+  for t in wgrad_tilings(args.quick):
     label = (f'C={channels} block {t.wgrad_block:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} '
              f'programs {t.wgrad_programs:>3}')
     try:
@@ -78,6 +86,35 @@ def rows(x, w, g, gflop, args) -> None:
             f'err vs f32 {err:.1e}', flush=True)
     except Exception as e:
       print(f'pallas wgrad {label}  FAILED {type(e).__name__}: {str(e)[:200]}')
+
+
+def wgrad_tilings(quick: bool) -> list[ig.Tiling]:
+  default = ig.Tiling()
+  return [default] if quick else [
+      dataclasses.replace(default, wgrad_block=b, wgrad_stages=st, wgrad_programs=gp)
+      for b, st, gp in itertools.product((32, 64, 128), (3, 4), (132, 264))]
+
+
+def pooled_rows(x, gflop, args, rng) -> None:
+  batch, size, _, _ = x.shape
+  pooled = (batch, size // 2, size // 2, 64)
+  g = jnp.asarray(rng.standard_normal(pooled), jnp.bfloat16)
+  first = jnp.asarray(rng.integers(0, 4, pooled), jnp.int8)
+  expand = lambda g, first: gradient_to_first_max(g, first, 2, size % 2, size % 2)
+  select_ms = time_fn(expand, (g, first), args.calls)
+  print(f'pool backward alone (XLA, writes the {size}x{size} gradient)  {select_ms:.4f} ms', flush=True)
+  for t in wgrad_tilings(args.quick):
+    label = (f'block {t.wgrad_block:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} programs {t.wgrad_programs:>3}')
+    try:
+      unfused = lambda x, g, first, t=t: ig._filter_grad(x, expand(g, first), t)
+      fused = lambda x, g, first, t=t: ig._filter_grad(x, g, t, first=first)
+      same = bool(jnp.array_equal(jax.jit(unfused)(x, g, first), jax.jit(fused)(x, g, first)))
+      a = time_fn(unfused, (x, g, first), args.calls)
+      b = time_fn(fused, (x, g, first), args.calls)
+      print(f'{label}  pool backward + wgrad {a:.4f} ms | wgrad reading the pooled gradient {b:.4f} ms '
+            f'({b / a - 1:+.0%}, {gflop / b:4.0f} TF/s)  same result: {same}', flush=True)
+    except Exception as e:  # a tiling may not compile (registers, shared memory): report and go on
+      print(f'{label}  FAILED {type(e).__name__}: {str(e)[:200]}')
 
 
 if __name__ == '__main__':

@@ -6,6 +6,10 @@ is needed to read a profile on a headless device machine.
 
   python kernels/trace_summary.py RUN_DIR/tensorboard/profile [--top=25] [--per=STEPS|auto]
 
+After the kernel tables it splits the idle time (host gaps) by gap length and names the kernel pairs
+around the most of it: many ~1 us gaps between kernels call for fewer kernels, a few long ones for a
+host that falls behind or waits.
+
 `--per` divides every figure by a count (e.g. the number of training steps traced) to print
 milliseconds per step; `--per=auto` takes the call count that most kernel time has (a kernel that
 runs once per step is called once per traced step), so a recipe's batch size cannot skew it.
@@ -77,6 +81,47 @@ def busy_microseconds(kernels: list[dict]) -> float:
   return busy
 
 
+GAP_BUCKETS_US = (1, 2, 5, 10, 50, 1000)
+
+
+def idle_gaps(kernels: list[dict]) -> list[tuple[float, str, str]]:
+  """(length in us, the kernel that ended last, the kernel that starts) for every interval in which no
+  kernel ran, between the first kernel's start and the last one's end."""
+  gaps, end, last = [], None, ''
+  for e in sorted(kernels, key=lambda e: e['ts']):
+    if end is not None and e['ts'] > end:
+      gaps.append((e['ts'] - end, last, e['name']))
+    if end is None or e['ts'] + e['dur'] > end:
+      end, last = e['ts'] + e['dur'], e['name']
+  return gaps
+
+
+def gap_table(kernels: list[dict], per: float, top: int = 8) -> str:
+  """The idle time by gap length (many short gaps between kernels vs a few long waits on the host),
+  and the kernel pairs around the most idle time."""
+  gaps = idle_gaps(kernels)
+  if not gaps:
+    return 'no idle gaps'
+  ms = lambda us: us / 1000.0 / per
+  edges = (0,) + GAP_BUCKETS_US + (float('inf'),)
+  lines = ['| idle gap | gaps | idle ms per ' + f'{per:g} |', '| --- | --- | --- |']
+  for lo, hi in zip(edges, edges[1:]):
+    inside = [g for g, _, _ in gaps if lo <= g < hi]
+    if inside:
+      label = f'>= {lo:g} us' if hi == float('inf') else f'{lo:g}-{hi:g} us'
+      lines.append(f'| {label} | {len(inside)} | {ms(sum(inside)):.3f} |')
+  pairs, counts = collections.Counter(), collections.Counter()
+  short = lambda n: n if len(n) < 50 else n[:47] + '...'
+  for g, before, after in gaps:
+    pairs[(short(before), short(after))] += g
+    counts[(short(before), short(after))] += 1
+  lines += ['', f'| last kernel -> next kernel | gaps | idle ms per {per:g} | mean us |', '| --- | --- | --- | --- |']
+  for (before, after), t in pairs.most_common(top):
+    lines.append(f'| `{before}` -> `{after}` | {counts[(before, after)]} | {ms(t):.3f} | '
+                 f'{t / counts[(before, after)]:.1f} |')
+  return '\n'.join(lines)
+
+
 def hlo_origins(hlo_text: str) -> dict[str, str]:
   """XLA instruction name -> the JAX op path it came from (its metadata op_name), shortened."""
   origins = {}
@@ -140,6 +185,8 @@ def main(argv):
     except ValueError:
       raise app.UsageError(f"--per={FLAGS.per!r}: expected a number or 'auto'") from None
   print(summarise(kernels, FLAGS.top, per, origins))
+  print()
+  print(gap_table(kernels, per))
 
 
 if __name__ == '__main__':

@@ -111,12 +111,12 @@ def test_kw_folded_conv_is_the_same_conv_with_the_same_variables_and_gradients()
 def test_airbench_net_logits_agree_between_block1_conv1_impls(dtype):
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
   nets = {impl: AirbenchNet(AirbenchConfig(widths=(8, 8, 8), dtype=dtype, whiten_impl='elementwise',
-                                           block1_conv1_impl=impl))
-          for impl in ('conv', 'kw_folded', 'padded_igemm')}
+                                           block1_conv1_impl=impl, pool_impl='argmax'))
+          for impl in ('conv', 'kw_folded', 'padded_igemm', 'padded_igemm_pool')}
   variables = nets['conv'].init(jax.random.key(0), x)
   logits = {impl: net.apply(variables, x) for impl, net in nets.items()}
   tol = 1e-5 if dtype == 'float32' else 2e-2  # bf16: the same sums in another order
-  for impl in ('kw_folded', 'padded_igemm'):
+  for impl in ('kw_folded', 'padded_igemm', 'padded_igemm_pool'):
     other = nets[impl].init(jax.random.key(0), x)
     assert jax.tree_util.tree_map(np.shape, other) == jax.tree_util.tree_map(np.shape, variables)
     np.testing.assert_allclose(logits[impl], logits['conv'], rtol=tol, atol=tol)
@@ -130,3 +130,24 @@ def test_an_unknown_block1_conv1_impl_is_a_config_error():
   with pytest.raises(ConfigError, match='power of two'):
     CifarRecipe(block1_conv1_impl='padded_igemm', widths=(96, 256, 256)).validate()
   CifarRecipe(block1_conv1_impl='padded_igemm', widths=(64, 256, 256)).validate()
+  with pytest.raises(ConfigError, match='--pool_impl=argmax'):
+    CifarRecipe(block1_conv1_impl='padded_igemm_pool', pool_impl='reshape').validate()
+  CifarRecipe(block1_conv1_impl='padded_igemm_pool', pool_impl='argmax').validate()
+
+
+def test_the_fused_pool_backward_gives_the_nets_gradients_of_padded_igemm_then_argmax_pool():
+  x = jax.random.normal(jax.random.key(2), (4, 32, 32, 3))
+  nets = {impl: AirbenchNet(AirbenchConfig(widths=(16, 8, 8), whiten_impl='elementwise', pool_impl='argmax',
+                                           block1_conv1_impl=impl))
+          for impl in ('padded_igemm', 'padded_igemm_pool')}
+  variables = nets['padded_igemm'].init(jax.random.key(0), x)
+
+  def grads(net):
+    loss = lambda p: net.apply({'params': p, 'batch_stats': variables['batch_stats']}, x, train=True,
+                               mutable=['batch_stats'])[0].sum()
+    return jax.grad(loss)(variables['params'])
+
+  ours, ref = grads(nets['padded_igemm_pool']), grads(nets['padded_igemm'])
+  assert np.abs(np.asarray(ref['block1']['conv1']['kernel'])).max() > 0
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
+    np.testing.assert_array_equal(a, b)

@@ -99,22 +99,24 @@ SHARDED_SCRIPT = textwrap.dedent('''
     out = {{}}
     for n in (1, 8):
       for opt, bn, conv1 in (('sgd', 'flax', 'conv'), ('muon', 'flax', 'conv'), ('sgd', 'fused', 'conv'),
-                             ('sgd', 'flax', 'padded_igemm')):
-        # padded_igemm with the Pallas whitening: both Pallas kernels per batch shard
-        whiten = 'pallas' if conv1 == 'padded_igemm' else 'conv'
+                             ('sgd', 'flax', 'padded_igemm'), ('sgd', 'flax', 'padded_igemm_pool')):
+        # the padded impls with the Pallas whitening: both Pallas kernels per batch shard
+        whiten = 'pallas' if conv1 != 'conv' else 'conv'
+        pool = dict(pool_impl='argmax') if conv1 == 'padded_igemm_pool' else {{}}
         recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=0.5, bn_impl=bn, block1_conv1_impl=conv1,
-                             whiten_impl=whiten, **TINY)  # two steps
+                             whiten_impl=whiten, **TINY, **pool)  # two steps
         wl = Cifar10Workload(recipe, parallel.make_mesh(n), data_loader=lambda: data)
         wl.load_data(); wl.compile(epoch_evals=False)  # only the final evaluation runs
         state, _ = wl.train_epoch(wl.init(0), 0)
         leaves = jax.tree_util.tree_leaves(state.params)
         assert len(leaves[0].sharding.device_set) == n
-        if conv1 == 'padded_igemm':  # the Pallas filter gradient runs per batch shard on 8 devices
+        if conv1 != 'conv':  # the Pallas filter gradient runs per batch shard on 8 devices
           x = np.zeros((64, 32, 32, 3), np.float32)
           loss = lambda p: wl.model.apply({{'params': p, 'batch_stats': state.batch_stats}}, x, train=True,
                                           mutable=['batch_stats'])[0].sum()
           assert ('shard_map' in str(jax.make_jaxpr(jax.grad(loss))(state.params))) == (n > 1)
-        name = {{'conv': '', 'padded_igemm': '_igemm'}}[conv1] + ('_fused' if bn == 'fused' else '')
+        name = {{'conv': '', 'padded_igemm': '_igemm', 'padded_igemm_pool': '_igemm_pool'}}[conv1]
+        name += '_fused' if bn == 'fused' else ''
         out[f'{{opt}}{{name}}{{n}}'] = dict(
             params=[np.asarray(x).ravel().tolist() for x in leaves],
             stats=[np.asarray(x).ravel().tolist() for x in jax.tree_util.tree_leaves(state.batch_stats)],
@@ -136,8 +138,8 @@ def test_sharded_step_equals_single_device_on_8_fake_devices():
   # statistics or a wrongly split batch would be off by far more.
   # 'sgd_fused': the hand-written BatchNorm backward, sharded, against autodiff's on one device.
   # 'sgd_igemm': block1's Pallas filter gradient per batch shard + a psum, and the Pallas whitening forward
-  # per batch shard, against one device's.
-  for opt, atol in (('sgd', 2e-5), ('muon', 2e-3), ('sgd_fused', 2e-5), ('sgd_igemm', 2e-5)):
+  # per batch shard, against one device's. 'sgd_igemm_pool': the same with the pool's backward in the kernel.
+  for opt, atol in (('sgd', 2e-5), ('muon', 2e-3), ('sgd_fused', 2e-5), ('sgd_igemm', 2e-5), ('sgd_igemm_pool', 2e-5)):
     one, eight = out['sgd1' if opt == 'sgd_fused' else f'{opt}1'], out[f'{opt}8']
     for a, b in zip(one['params'] + one['stats'], eight['params'] + eight['stats']):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol)

@@ -66,3 +66,53 @@ def test_without_the_kernels_every_part_is_xlas_convolution(monkeypatch):
   ref = jax.grad(lambda x, k: jnp.sum(ig.reference_conv3x3(x, k) ** 2), (0, 1))(x, kernel)
   for a, b in zip(jax.grad(fn, (0, 1))(x, kernel), ref):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# (images, height, width, channels, features, pixels per tile): odd sizes (the pool crops the last row
+# and column), a tile that straddles images, and 3 programs per kernel row that do not divide the tiles.
+POOL_SHAPES = [(3, 7, 7, 24, 64, 16), (2, 8, 7, 3, 16, 16), (2, 9, 6, 32, 32, 32)]
+
+
+@pytest.mark.parametrize('shape', POOL_SHAPES)
+def test_conv_with_fused_pool_backward_equals_conv_then_argmax_pool(shape):
+  from dawnjax.models.airbench import max_pool
+  n, h, w, c, f, block = shape
+  tiling = ig.Tiling(wgrad_block=block, wgrad_programs=3)
+  kx, kw, kg = jax.random.split(jax.random.key(5), 3)
+  x = jax.random.normal(kx, (n, h, w, c))
+  kernel = jax.random.normal(kw, (3, 3, c, f)) * 0.2
+  g = jax.random.normal(kg, (n, h // 2, w // 2, f))
+  unfused = lambda x, k: max_pool(ig.implicit_gemm_conv3x3(x, k, tiling, forward='xla'), 2, 'argmax')
+  fused = lambda x, k: ig.implicit_gemm_conv3x3_max_pool(x, k, 2, tiling)
+  np.testing.assert_array_equal(fused(x, kernel), unfused(x, kernel))
+  ours = jax.grad(lambda x, k: jnp.sum(fused(x, k) * g), (0, 1))(x, kernel)
+  ref = jax.grad(lambda x, k: jnp.sum(unfused(x, k) * g), (0, 1))(x, kernel)
+  # The same kernel sums the same values (the expanded gradient's zeros included) in the same order.
+  for a, b in zip(ours, ref):
+    np.testing.assert_array_equal(a, b)
+  exact = jax.grad(lambda k: jnp.sum(max_pool(ig.reference_conv3x3(x, k), 2, 'window') * g))(kernel)
+  np.testing.assert_allclose(ours[1], exact, rtol=1e-4, atol=1e-4)  # no ties in random data
+
+
+def test_fused_pool_without_the_kernels_is_xlas_convolution(monkeypatch):
+  from dawnjax.models.airbench import max_pool
+  monkeypatch.setattr(pallas_support, 'kernels_available', lambda: False)  # as on a TPU
+  x = jax.random.normal(jax.random.key(6), (2, 7, 7, 8))
+  kernel = jax.random.normal(jax.random.key(7), (3, 3, 8, 16))
+  fn = lambda x, k: jnp.sum(ig.implicit_gemm_conv3x3_max_pool(x, k) ** 2)
+  assert 'pallas_call' not in str(jax.make_jaxpr(jax.grad(fn, (0, 1)))(x, kernel))
+  ref = jax.grad(lambda x, k: jnp.sum(max_pool(ig.reference_conv3x3(x, k), 2, 'argmax') ** 2), (0, 1))(x, kernel)
+  for a, b in zip(jax.grad(fn, (0, 1))(x, kernel), ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('pooled', [False, True])
+def test_the_filter_gradient_lowers_to_triton_for_gpus(monkeypatch, pooled):
+  # Lowering for CUDA needs no GPU; it catches what only the Triton path refuses.
+  monkeypatch.setattr(pallas_support, 'on_gpu', lambda: True)
+  x = jnp.zeros((8, 31, 31, 32), jnp.bfloat16)
+  g = jnp.zeros((8, 15, 15, 64) if pooled else (8, 31, 31, 64), jnp.bfloat16)
+  args = (x, g, jnp.zeros(g.shape, jnp.int8)) if pooled else (x, g)
+  fn = jax.jit(lambda x, g, *first: ig._filter_grad(x, g, ig.Tiling(), *first))
+  text = fn.trace(*args).lower(lowering_platforms=('cuda',)).as_text()
+  assert '__gpu$xla.gpu.triton' in text and ('wgrad_pooled' in text) == pooled

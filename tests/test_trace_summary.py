@@ -59,3 +59,14 @@ def test_per_auto_finds_the_traced_steps_from_the_kernels_call_counts():
   kernels = [k('conv', 100 * s, 30) for s in range(3)] + [k('reduce', 100 * s + 40, 20) for s in range(3)]
   kernels += [k('ns_gemm', 100 * s + 60 + 5 * j, 2) for s in range(3) for j in range(4)]
   assert trace_summary.infer_steps(kernels) == 3
+
+
+def test_idle_time_is_split_by_gap_length_and_named_by_the_kernels_around_it(tmp_path):
+  kernels = trace_summary.device_kernels(trace_summary.load_events(_trace(tmp_path)))
+  kernels.append({'ph': 'X', 'pid': 2, 'tid': 7, 'ts': 501.5, 'dur': 10, 'name': 'loop_add_fusion'})
+  # The overlap of the first two kernels is no gap; the last kernel to end before each gap names it.
+  assert trace_summary.idle_gaps(kernels) == [(250, 'input_reduce_fusion_3', 'loop_multiply_fusion'),
+                                              (1.5, 'loop_multiply_fusion', 'loop_add_fusion')]
+  text = trace_summary.gap_table(kernels, per=2.0)
+  assert '| 1-2 us | 1 | 0.001 |' in text and '| 50-1000 us | 1 | 0.125 |' in text
+  assert '| `input_reduce_fusion_3` -> `loop_multiply_fusion` | 1 | 0.125 | 250.0 |' in text

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from dawnjax.models.batchnorm import BatchNormAct
-from dawnjax.models.implicit_gemm_conv import implicit_gemm_conv3x3
-from dawnjax.models.pooling import max_and_first_index
+from dawnjax.models.implicit_gemm_conv import implicit_gemm_conv3x3, implicit_gemm_conv3x3_max_pool
+from dawnjax.models.pooling import gradient_to_first_max, max_and_first_index, window_views
 from dawnjax.models.whiten_kernel import patch_conv_sums, whiten_gelu
-from dawnjax.recipe_choices import ACTIVATIONS
+from dawnjax.recipe_choices import ACTIVATIONS, PADDED_CONV1_IMPLS
 
 
 def dirac_uniform_init(key, shape, dtype=jnp.float32):
@@ -60,36 +60,18 @@ def max_pool(x: jax.Array, k: int, impl: str = 'reshape') -> jax.Array:
   return x.reshape(b, h // k, k, w // k, k, c).max(axis=(2, 4))
 
 
-def _window_views(x: jax.Array, k: int) -> list[jax.Array]:
-  """The k*k strided views of x (floor-cropped), one per position in the pooling window."""
-  b, h, w, c = x.shape
-  xr = x[:, :h // k * k, :w // k * k].reshape(b, h // k, k, w // k, k, c)
-  return [xr[:, :, i, :, j, :] for i in range(k) for j in range(k)]
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _argmax_pool(x, k, pad_h, pad_w):
   del pad_h, pad_w  # the floor-cropped rows/columns; only the backward needs them
-  return functools.reduce(jnp.maximum, _window_views(x, k))
+  return functools.reduce(jnp.maximum, window_views(x, k))
 
 
 def _argmax_pool_fwd(x, k, pad_h, pad_w):
-  return max_and_first_index(_window_views(x, k))
+  return max_and_first_index(window_views(x, k))
 
 
 def _argmax_pool_bwd(k, pad_h, pad_w, first, g):
-  # One pass at the input's full size: each input pixel reads its window's gradient and index
-  # (a gather along H and W with constant indices) and keeps the gradient if it is the window's
-  # first maximum; the floor-cropped last rows/columns (index -1 never matches) get zero. Written
-  # on the cropped grid and then padded, the odd sizes cost XLA a second full pass (the H200
-  # profile's block2 select + pad, 0.2 ms of a 4 ms step).
-  _, h2, w2, _ = g.shape
-  rows, cols = np.arange(h2 * k + pad_h), np.arange(w2 * k + pad_w)
-  pos = (rows % k)[:, None] * k + (cols % k)[None, :]
-  pos = np.where((rows < h2 * k)[:, None] & (cols < w2 * k)[None, :], pos, -1).astype(np.int8)
-  ih, iw = np.minimum(rows // k, h2 - 1), np.minimum(cols // k, w2 - 1)
-  window_grad, window_first = g[:, ih][:, :, iw], first[:, ih][:, :, iw]
-  return (jnp.where(window_first == pos[None, :, :, None], window_grad, jnp.zeros((), g.dtype)),)
+  return (gradient_to_first_max(g, first, k, pad_h, pad_w),)
 
 
 _argmax_pool.defvjp(_argmax_pool_fwd, _argmax_pool_bwd)
@@ -164,11 +146,16 @@ class PaddedIgemmConv(nn.Module):
   dtype: Any = jnp.float32
   kernel_init: Any = dirac_uniform_init
   mesh: Any = None  # the data-parallel mesh when x is batch-sharded (see implicit_gemm_conv3x3)
+  # > 0: the output is max-pooled (non-overlapping pool x pool windows, max_pool's 'argmax'), and the
+  # pool's backward is fused into the filter gradient's loads (implicit_gemm_conv3x3_max_pool).
+  pool: int = 0
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', self.kernel_init, (3, 3, self.in_channels, self.features), jnp.float32)
     kernel = jnp.pad(kernel.astype(self.dtype), ((0, 0), (0, 0), (0, x.shape[-1] - self.in_channels), (0, 0)))
+    if self.pool:
+      return implicit_gemm_conv3x3_max_pool(x.astype(self.dtype), kernel, self.pool, mesh=self.mesh)
     return implicit_gemm_conv3x3(x.astype(self.dtype), kernel, forward='xla', mesh=self.mesh)
 
 
@@ -180,7 +167,9 @@ class ConvGroup(nn.Module):
   pool_impl: str = 'reshape'
   activation: str = 'gelu'
   bn_impl: str = 'flax'  # BN_IMPLS
-  conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = KwFoldedConv, 'padded_igemm' = PaddedIgemmConv
+  # CONV1_IMPLS: 'kw_folded' = KwFoldedConv, 'padded_igemm' = PaddedIgemmConv, 'padded_igemm_pool' = the same
+  # with the max-pool after it inside (pool_impl must be 'argmax')
+  conv1_impl: str = 'conv'
   in_channels: int = 0  # the input's real channels (the rest are zeros), for 'padded_igemm'
   mesh: Any = None  # for 'padded_igemm': its Pallas kernel runs per batch shard
 
@@ -198,11 +187,14 @@ class ConvGroup(nn.Module):
       norm_act = lambda name: lambda v: act(norm(name)(v))
     if self.conv1_impl == 'kw_folded':
       x = KwFoldedConv(self.features, self.dtype, name='conv1')(x)
-    elif self.conv1_impl == 'padded_igemm':
-      x = PaddedIgemmConv(self.features, self.in_channels, self.dtype, mesh=self.mesh, name='conv1')(x)
+    elif self.conv1_impl in PADDED_CONV1_IMPLS:
+      # 'padded_igemm_pool' pools inside (argmax pool; the recipe checks pool_impl).
+      pool = 2 if self.conv1_impl == 'padded_igemm_pool' else 0
+      x = PaddedIgemmConv(self.features, self.in_channels, self.dtype, mesh=self.mesh, pool=pool, name='conv1')(x)
     else:
       x = conv('conv1')(x)
-    x = max_pool(x, 2, self.pool_impl)
+    if self.conv1_impl != 'padded_igemm_pool':
+      x = max_pool(x, 2, self.pool_impl)
     x = norm_act('norm1')(x)
     x = conv('conv2')(x)
     x = norm_act('norm2')(x)
@@ -328,8 +320,8 @@ class AirbenchNet(nn.Module):
     dtype = jnp.dtype(cfg.dtype)
     k = cfg.whiten_kernel
     # Weights are set from the data by `whitening_kernel` and never trained; only the bias is.
-    # 'padded_igemm' reads the whitened image with zero channels up to a multiple of 32.
-    padded = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl == 'padded_igemm' else cfg.whiten_width
+    # The padded impls read the whitened image with zero channels up to a multiple of 32.
+    padded = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl in PADDED_CONV1_IMPLS else cfg.whiten_width
     if cfg.whiten_impl == 'pallas':
       x = WhitenGelu(cfg.whiten_width, k, dtype, padded_features=padded, gelu_approximate=cfg.gelu_approximate,
                      mesh=self.mesh, name='whiten')(x)

@@ -38,6 +38,7 @@ from jax.experimental.pallas import triton as plgpu
 from jax.sharding import PartitionSpec as P
 
 from dawnjax.models import pallas_support
+from dawnjax.models.pooling import gradient_to_first_max, max_and_first_index, window_views
 from dawnjax.parallel import DATA_AXIS
 
 
@@ -86,8 +87,23 @@ def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, b
   plgpu.store(y_ref.at[n, out], acc.astype(y_ref.dtype), mask=(p < pixels)[:, None])
 
 
-def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, block, images,
-                  tiles_per_program):
+def _pooled_gradient_rows(gp_ref, first_ref, n, p, width, pooled_height, pooled_width, features, pool, limit):
+  """dL/dy at the pixels p of image n, from the gradient of the k x k argmax max-pool that follows the
+  conv (pool = k): the pooled gradient gp where the pixel is its window's first maximum (first, int8,
+  == its position in the window) and zero elsewhere, in the floor-cropped last rows/columns and where
+  p >= limit. pooling.gradient_to_first_max in registers: the full-size gradient is never written."""
+  row, col = p // width, p % width
+  inside = (p < limit) & (row < pooled_height * pool) & (col < pooled_width * pool)
+  offsets = ((row // pool) * pooled_width + col // pool)[:, None] * features + jnp.arange(features)[None, :]
+  gp = plgpu.load(gp_ref.at[n, offsets], mask=inside[:, None], other=0)
+  first = plgpu.load(first_ref.at[n, offsets], mask=inside[:, None], other=-1)
+  position = ((row % pool) * pool + col % pool).astype(first.dtype)
+  return jnp.where(first == position[:, None], gp, jnp.zeros((), gp.dtype))
+
+
+def _wgrad_kernel(*refs, height, width, channels, features, block, images, tiles_per_program, pool):
+  # refs: x, the output gradient (dy; or the pooled gradient and its window indices when pool > 0), dw
+  x_ref, g_refs, dw_ref = refs[0], refs[1:-1], refs[-1]
   dy, program = pl.program_id(0), pl.program_id(1)
   pixels = height * width
   tiles_per_image = pl.cdiv(pixels, block)
@@ -98,8 +114,11 @@ def _wgrad_kernel(x_ref, g_ref, dw_ref, *, height, width, channels, features, bl
     n, tile = t // tiles_per_image, t % tiles_per_image
     p = tile * block + jnp.arange(block)
     limit = pixels * (n < images).astype(jnp.int32)  # the last program's share may run past the batch
-    g_offsets = p[:, None] * features + jnp.arange(features)[None, :]
-    g = plgpu.load(g_ref.at[n, g_offsets], mask=(p < limit)[:, None], other=0)
+    if pool:
+      g = _pooled_gradient_rows(*g_refs, n, p, width, height // pool, width // pool, features, pool, limit)
+    else:
+      g_offsets = p[:, None] * features + jnp.arange(features)[None, :]
+      g = plgpu.load(g_refs[0].at[n, g_offsets], mask=(p < limit)[:, None], other=0)
     return tuple(acc + jnp.dot(g.T, _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit),
                                preferred_element_type=jnp.float32)
                  for dx, acc in enumerate(accs))
@@ -145,25 +164,30 @@ def _forward(x, w, tiling: Tiling):
   return y.reshape(images, height, width, features)
 
 
-def _filter_grad(x, g, tiling: Tiling):
+def _filter_grad(x, g, tiling: Tiling, first=None):
+  """dL/dw from x and the output gradient g; or, with `first`, from the gradient g of the argmax max-pool
+  that follows the conv and its window indices (both at the pooled size)."""
   images, height, width, channels = x.shape
   features = g.shape[-1]
+  pool = height // g.shape[1] if first is not None else 0
   cpad, block = _cpad(channels), tiling.wgrad_block
   tiles = images * pl.cdiv(height * width, block)
   programs = min(tiling.wgrad_programs, tiles)
   per_program = pl.cdiv(tiles, programs)
   programs = pl.cdiv(tiles, per_program)
-  kernel = functools.partial(_wgrad_kernel, height=height, width=width, channels=channels,
-                             features=features, block=block, images=images, tiles_per_program=per_program)
+  kernel = functools.partial(_wgrad_kernel, height=height, width=width, channels=channels, features=features,
+                             block=block, images=images, tiles_per_program=per_program, pool=pool)
+  gradients = (g,) if first is None else (g, first)
   partial_sums = pl.pallas_call(
       kernel, grid=(3, programs),
       out_shape=jax.ShapeDtypeStruct((3, programs, 3, features, cpad), jnp.float32),
       compiler_params=plgpu.CompilerParams(num_warps=tiling.wgrad_warps, num_stages=tiling.wgrad_stages),
       cost_estimate=pl.CostEstimate(
           flops=_conv_flops(x, features), transcendentals=0,
-          bytes_accessed=(3 * x.size + 3 * g.size) * x.dtype.itemsize),
-      interpret=not pallas_support.on_gpu(), name='implicit_gemm_conv3x3_wgrad',
-  )(x.reshape(images, -1), g.reshape(images, -1))
+          bytes_accessed=3 * (x.size * x.dtype.itemsize + sum(a.size * a.dtype.itemsize for a in gradients))),
+      interpret=not pallas_support.on_gpu(),
+      name='implicit_gemm_conv3x3_wgrad' + ('_pooled' if pool else ''),
+  )(x.reshape(images, -1), *(a.reshape(images, -1) for a in gradients))
   dw = partial_sums.sum(axis=1)  # (3, 3, F, cpad)
   return jnp.transpose(dw, (0, 1, 3, 2))[:, :, :channels, :]
 
@@ -227,3 +251,55 @@ def implicit_gemm_conv3x3(x: jax.Array, w: jax.Array, tiling: Tiling = Tiling(),
   if forward not in FORWARDS:
     raise ValueError(f'implicit_gemm_conv3x3: forward={forward!r}: expected one of {FORWARDS}')
   return _conv(x, w.astype(x.dtype), tiling, forward, mesh)
+
+
+def _conv_pool_forward(x, w, pool):
+  views = window_views(reference_conv3x3(x, w), pool)
+  return max_and_first_index(views)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_pool(x, w, pool, tiling, mesh):
+  return _conv_pool_forward(x, w, pool)[0]
+
+
+def _conv_pool_fwd(x, w, pool, tiling, mesh):
+  pooled, first = _conv_pool_forward(x, w, pool)
+  return pooled, (x, w, first)
+
+
+def _conv_pool_bwd(pool, tiling, mesh, residuals, g):
+  x, w, first = residuals
+  _, height, width, _ = x.shape
+  full = gradient_to_first_max(g, first, pool, height % pool, width % pool)
+  # The input gradient (only while the layer below trains; XLA drops it otherwise) needs the full-size
+  # output gradient; the filter gradient reads the pooled one.
+  _, input_vjp = jax.vjp(lambda v: reference_conv3x3(v, w), x)
+  (dx,) = input_vjp(full)
+  if not pallas_support.kernels_available():
+    _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
+    return dx, filter_vjp(full)[0]
+  filter_grad = pallas_support.per_batch_shard(lambda x, g, first: _filter_grad(x, g, tiling, first=first), mesh,
+                                               (P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)), summed=True)
+  return dx, filter_grad(x, g, first).astype(w.dtype)
+
+
+_conv_pool.defvjp(_conv_pool_fwd, _conv_pool_bwd)
+
+
+def implicit_gemm_conv3x3_max_pool(x: jax.Array, w: jax.Array, pool: int = 2, tiling: Tiling = Tiling(), *,
+                                   mesh=None) -> jax.Array:
+  """The non-overlapping pool x pool argmax max-pool (floor) of the 3x3 'SAME' conv of x with w: the
+  values and gradients of implicit_gemm_conv3x3(x, w, forward='xla') followed by airbench's
+  max_pool(impl='argmax') (the gradient goes to each window's first maximum).
+
+  The forward is XLA's (cuDNN's) convolution and the pool's max. The filter gradient is the Pallas
+  kernel reading the pooled gradient and the pool's int8 window indices: it expands them to the
+  conv's output size in registers, so the full-size output gradient (at block1's shape 189 MB,
+  written by one pass and read by each of the kernel's three row programs) is never written. The input
+  gradient is XLA's, from the expanded gradient.
+
+  Why: on an H200 at batch 1536 the pool's backward pass took 0.114 ms per step and the filter gradient
+  that read its output 0.158 ms (results/cifar10_jpeg/h200_2026-12-02_s11, profile_whiten_pallas.md)."""
+  _check(x, w)
+  return _conv_pool(x, w.astype(x.dtype), pool, tiling, mesh)

@@ -10,7 +10,8 @@ import dataclasses
 from typing import Any, Sequence
 
 from dawnjax.errors import ConfigError
-from dawnjax.recipe_choices import ACTIVATIONS, BN_IMPLS, CONV1_IMPLS, NS_COEFFICIENTS, WHITEN_IMPLS
+from dawnjax.recipe_choices import (ACTIVATIONS, BN_IMPLS, CONV1_IMPLS, NS_COEFFICIENTS, PADDED_CONV1_IMPLS,
+                                    WHITEN_IMPLS)
 
 TTA_WEIGHTINGS = ('airbench', 'equal')  # see workloads.cifar10.tta_view_list
 
@@ -78,7 +79,9 @@ class CifarRecipe:
   bn_impl: str = 'flax'  # BN_IMPLS: 'fused' = BatchNorm + activation with a hand-written backward
   # WHITEN_IMPLS: 'elementwise' = the whitening conv as fused multiply-adds, 'pallas' = + GELU as one kernel
   whiten_impl: str = 'conv'
-  block1_conv1_impl: str = 'conv'  # CONV1_IMPLS: 'kw_folded' = taps gathered into channels, 'padded_igemm' = Pallas filter gradient
+  # CONV1_IMPLS: 'kw_folded' = taps gathered into channels, 'padded_igemm' = Pallas filter gradient,
+  # 'padded_igemm_pool' = the same with the argmax pool's backward in it
+  block1_conv1_impl: str = 'conv'
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
@@ -94,9 +97,12 @@ class CifarRecipe:
     if self.block1_conv1_impl not in CONV1_IMPLS:
       raise ConfigError(f'--block1_conv1_impl={self.block1_conv1_impl!r}: expected one of {", ".join(CONV1_IMPLS)}')
     first = self.widths[0] if self.widths else 0
-    if self.block1_conv1_impl == 'padded_igemm' and (first < 1 or first & (first - 1)):
-      raise ConfigError(f"--block1_conv1_impl=padded_igemm: block1's width {first} (--widths) must be a power of "
-                        'two for its Pallas kernel')
+    if self.block1_conv1_impl in PADDED_CONV1_IMPLS and (first < 1 or first & (first - 1)):
+      raise ConfigError(f"--block1_conv1_impl={self.block1_conv1_impl}: block1's width {first} (--widths) must be a "
+                        'power of two for its Pallas kernel')
+    if self.block1_conv1_impl == 'padded_igemm_pool' and self.pool_impl != 'argmax':
+      raise ConfigError(f'--block1_conv1_impl=padded_igemm_pool fuses the argmax max-pool\'s backward: it needs '
+                        f'--pool_impl=argmax, not {self.pool_impl!r}')
     if self.pool_impl not in ('reshape', 'window', 'argmax'):
       raise ConfigError(f"--pool_impl={self.pool_impl!r}: expected 'reshape', 'window' or 'argmax'")
     if self.tta_level not in (0, 1, 2):
