@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -643,6 +643,15 @@ if [ "$part" = pool12 ]; then
   python3 kernels/implicit_gemm_bench.py --pooled 2>&1 | grep -v '^[IW]1' | tee $OUT/pooled_wgrad12.txt
   abba fast "-- $RECIPE" pool "-- $RECIPE --block1_conv1_impl=padded_igemm_pool"
   profile pool $RECIPE --block1_conv1_impl=padded_igemm_pool
+fi
+if [ "$part" = chunk12 ]; then
+  # pool12 (call 1): the fused pool backward lost (+1.9% / +1.7%; alone 0.35 vs 0.28 ms), but its profile's gap
+  # table found 64 idle gaps of 52.7 us per 64 steps after MemcpyD2H: the epoch loop's predicate read back to
+  # the host after every step. --loop_chunk=8 runs whole chunks of 8 steps as an inner loop with a known trip
+  # count (no read-back); fast.flags' 229 steps then take ~56 round trips instead of ~238. Predicted -1..-1.5%
+  # timed, compile +1..3 s (the step body twice in the program). Then a profile of it.
+  abba fast "-- $RECIPE" chunk "-- $RECIPE --loop_chunk=8"
+  profile chunk $RECIPE --loop_chunk=8
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -237,6 +237,33 @@ def conv_count(fn, *args) -> int:
   return str(jax.make_jaxpr(fn)(*args)).count('conv_general_dilated')
 
 
+def test_chunked_epoch_loop_runs_the_same_steps_with_a_known_inner_trip_count():
+  import jax
+  data = learnable_data(n_train=512, n_test=64)
+  runs = {}
+  for chunk in (1, 3):
+    # 8 steps per epoch, the bias trains for 3: epoch 0 runs as pieces [0, 3) (one whole chunk) and
+    # [3, 8) (one chunk and two leftover steps); epoch 1 [0, 5) of the 1.6 epochs.
+    recipe = CifarRecipe(batch_size=64, epochs=1.6, whiten_bias_epochs=0.3, loop_chunk=chunk, **TINY)
+    wl = Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: data)
+    wl.load_data()
+    wl.compile(epoch_evals=False)
+    assert [wl.epoch_segments(e) for e in range(2)] == [((True, 0, 3), (False, 3, 8)), ((False, 0, 5),)]
+    hlo = wl._epoch_c[False].as_text()
+    assert ('"n":"3"' in hlo) == (chunk == 3)  # XLA knows the inner loop's trip count
+    state, losses = wl.init(0), []
+    for epoch in range(2):
+      state, loss = wl.train_epoch(state, epoch)
+      losses.append(float(loss['train_loss']))
+    runs[chunk] = (state, losses)
+  assert int(runs[3][0].step) == int(runs[1][0].step) == 13
+  np.testing.assert_allclose(runs[3][1], runs[1][1], rtol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(runs[3][0].params), jax.tree_util.tree_leaves(runs[1][0].params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  with pytest.raises(ConfigError, match='--loop_chunk'):
+    CifarRecipe(loop_chunk=0).validate()
+
+
 def test_steps_after_the_whitening_bias_freezes_drop_its_gradient_and_change_nothing_else():
   import jax
   data = learnable_data(n_train=128, n_test=64)

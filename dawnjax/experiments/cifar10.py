@@ -23,6 +23,10 @@ def _define_recipe_flags() -> None:
       'translate': 'Random translation in pixels, reflect padding.',
       'cutout': 'Cutout square size in pixels (0 = off).',
       'tta_level': 'Final evaluation: 0 none, 1 mirror, 2 mirror + translate.',
+      'loop_chunk': ('Steps the epoch program runs per host round trip: > 1 runs them as an inner loop of '
+                     'that many steps whose trip count XLA knows, so the host does not read the loop '
+                     'predicate back after every step (the leftover steps still do); 1 = every step. Same '
+                     'steps, same results.'),
       'tta_fraction': ('Selective TTA: the fraction of test images, least confident first, that get '
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "

@@ -30,6 +30,11 @@ class CifarRecipe:
   # which the bias freezes runs as two dispatches. False: one program for every step, whose
   # whitening bias updates are zeroed.
   prune_frozen_grads: bool = True
+  # Steps per host round trip in the epoch program: > 1 runs them as an inner loop with a compile-time
+  # trip count, which XLA runs without reading its predicate back to the host after every step (a
+  # ~50 us idle gap per step on an H200); the steps left over run one round trip each. 1 = one
+  # round trip per step. The same steps in the same order either way.
+  loop_chunk: int = 1
   # SGD (airbench94 units: lr and weight decay per 1024 examples, decoupled from momentum).
   lr: float = 11.5
   momentum: float = 0.85
@@ -94,6 +99,8 @@ class CifarRecipe:
       raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
     if self.whiten_impl not in WHITEN_IMPLS:
       raise ConfigError(f'--whiten_impl={self.whiten_impl!r}: expected one of {", ".join(WHITEN_IMPLS)}')
+    if self.loop_chunk < 1:
+      raise ConfigError(f'--loop_chunk={self.loop_chunk}: expected a number of steps >= 1')
     if self.block1_conv1_impl not in CONV1_IMPLS:
       raise ConfigError(f'--block1_conv1_impl={self.block1_conv1_impl!r}: expected one of {", ".join(CONV1_IMPLS)}')
     first = self.widths[0] if self.widths else 0
