@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -652,6 +652,13 @@ if [ "$part" = chunk12 ]; then
   # timed, compile +1..3 s (the step body twice in the program). Then a profile of it.
   abba fast "-- $RECIPE" chunk "-- $RECIPE --loop_chunk=8"
   profile chunk $RECIPE --loop_chunk=8
+fi
+if [ "$part" = wall12 ]; then
+  # fast.flags with --loop_chunk=8 (adopted after chunk12: -2.1%): what bounds the whitening kernel (the kernel
+  # with parts taken out), 20 seeds, then the wall rows (cold; cache fill; two hits). Predicted: timed ~0.815-0.82 s;
+  # cold +1..2 s over 25-28 s (the pruned program compiles its step twice); the hits run, ~4.5-5 s.
+  python3 kernels/whiten_kernel_probe.py 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_probe12.txt
+  { echo "final20 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

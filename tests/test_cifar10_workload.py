@@ -102,7 +102,8 @@ SHARDED_SCRIPT = textwrap.dedent('''
                              ('sgd', 'flax', 'padded_igemm'), ('sgd', 'flax', 'padded_igemm_pool')):
         # the padded impls with the Pallas whitening: both Pallas kernels per batch shard
         whiten = 'pallas' if conv1 != 'conv' else 'conv'
-        pool = dict(pool_impl='argmax') if conv1 == 'padded_igemm_pool' else {{}}
+        # padded_igemm_pool: also the chunked epoch loop (the two steps as one chunk) on 8 devices
+        pool = dict(pool_impl='argmax', loop_chunk=2) if conv1 == 'padded_igemm_pool' else {{}}
         recipe = CifarRecipe(optimizer=opt, batch_size=64, epochs=0.5, bn_impl=bn, block1_conv1_impl=conv1,
                              whiten_impl=whiten, **TINY, **pool)  # two steps
         wl = Cifar10Workload(recipe, parallel.make_mesh(n), data_loader=lambda: data)
@@ -249,8 +250,9 @@ def test_chunked_epoch_loop_runs_the_same_steps_with_a_known_inner_trip_count():
     wl.load_data()
     wl.compile(epoch_evals=False)
     assert [wl.epoch_segments(e) for e in range(2)] == [((True, 0, 3), (False, 3, 8)), ((False, 0, 5),)]
-    hlo = wl._epoch_c[False].as_text()
-    assert ('"n":"3"' in hlo) == (chunk == 3)  # XLA knows the inner loop's trip count
+    # XLA knows the inner loop's trip count; the bias program runs 3 steps once: one chunk, still chunked.
+    for trainable in (True, False):
+      assert ('"n":"3"' in wl._epoch_c[trainable].as_text()) == (chunk == 3)
     state, losses = wl.init(0), []
     for epoch in range(2):
       state, loss = wl.train_epoch(state, epoch)
@@ -260,6 +262,13 @@ def test_chunked_epoch_loop_runs_the_same_steps_with_a_known_inner_trip_count():
   np.testing.assert_allclose(runs[3][1], runs[1][1], rtol=1e-6)
   for a, b in zip(jax.tree_util.tree_leaves(runs[3][0].params), jax.tree_util.tree_leaves(runs[1][0].params)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # A program whose pieces are all shorter than a chunk keeps the plain loop (the step compiled once).
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1.6, whiten_bias_epochs=0.3, loop_chunk=4, **TINY),
+                       parallel.make_mesh(1), data_loader=lambda: data)
+  wl.load_data()
+  wl.compile(epoch_evals=False)
+  assert (wl.longest_segment(True), wl.longest_segment(False)) == (3, 5)
+  assert '"n":"4"' not in wl._epoch_c[True].as_text() and '"n":"4"' in wl._epoch_c[False].as_text()
   with pytest.raises(ConfigError, match='--loop_chunk'):
     CifarRecipe(loop_chunk=0).validate()
 
@@ -476,5 +485,5 @@ def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
   assert fast['epochs'] == 7.15 and fast['eval_batch_size'] == fast['batch_size'] == 1536
   assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION'
   assert not fast['gpu_preallocate']
-  assert fast['block1_conv1_impl'] == 'padded_igemm' and fast['whiten_impl'] == 'pallas'
+  assert fast['block1_conv1_impl'] == 'padded_igemm' and fast['whiten_impl'] == 'pallas' and fast['loop_chunk'] == 8
   assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files

@@ -362,10 +362,11 @@ class Cifar10Workload(Workload):
 
       lo, hi = steps[0], jnp.minimum(steps[1], n_steps)
       carry = (st, jnp.zeros([], jnp.float32))
-      if r.loop_chunk > 1:
+      if r.loop_chunk > 1 and self.longest_segment(whiten_trainable) >= r.loop_chunk:
         # XLA runs a while loop whose trip count it knows without copying the predicate to the host and
         # waiting for it after each iteration (an idle gap of ~50 us per step on an H200): whole chunks run
-        # as such an inner loop, one host round trip each; the leftover steps below one each.
+        # as such an inner loop, one host round trip each; the leftover steps below one each. A program
+        # whose pieces are all shorter than a chunk keeps the plain loop: the step compiled once, not twice.
         k = r.loop_chunk
         chunks = jnp.maximum(hi - lo, 0) // k
         chunk = lambda c, carry: jax.lax.fori_loop(0, k, lambda j, cr: body(lo + c * k + j, cr), carry)
@@ -513,6 +514,11 @@ class Cifar10Workload(Workload):
 
   def init(self, seed: int) -> TrainState:
     return self._init_c(np.uint32(seed), self.train_images)
+
+  def longest_segment(self, whiten_trainable: bool) -> int:
+    """The most steps one dispatch of that epoch program runs (epoch_segments), 0 if it never runs."""
+    return max((hi - lo for e in range(self.num_epochs) for v, lo, hi in self.epoch_segments(e)
+                if v == whiten_trainable), default=0)
 
   def epoch_segments(self, epoch: int) -> tuple[tuple[bool, int, int], ...]:
     """The (whiten_trainable, first step, end step) pieces that run `epoch`, in order: with

@@ -1,0 +1,108 @@
+"""What bounds the Pallas whitening kernel (dawnjax/models/whiten_kernel.py): the kernel with parts taken out.
+
+On an H200 the kernel takes ~0.10 ms per call at batch 1536 (32x32x3 in, 31x31x32 bf16 out: ~104 MB) where
+the memory's bandwidth allows ~0.025 ms; its two forms and five launch shapes all landed at 0.10-0.12 ms
+(results/cifar10_jpeg/h200_2026-12-02_s11). Each row here is the same program grid and index arithmetic
+with one part left out:
+- full: the kernel as fast.flags runs it;
+- no_gelu: the sums + bias stored without the GELU;
+- store_only: no input loads: the bias through the GELU, stored like the real output;
+- load_only: the patch loads and the dot, one f32 per pixel stored (1/16 of the bytes);
+- index_only: only the pixel -> patch offset arithmetic, one int32 per pixel stored.
+Timed as R distinct calls inside one jitted program (no host dispatch between them), ms per call.
+
+  python3 kernels/whiten_kernel_probe.py [--batch=1536] [--repeat=20]
+"""
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+from dawnjax.models import whiten_kernel as wk
+
+MODES = ('full', 'no_gelu', 'store_only', 'load_only', 'index_only')
+
+
+def _probe(x_ref, w_ref, b_ref, y_ref, *, mode, height, width, channels, k, features, total, block):
+  out_h, out_w = height - k + 1, width - k + 1
+  p = pl.program_id(0) * block + jnp.arange(block)
+  inside = p < total
+  n, q = p // (out_h * out_w), p % (out_h * out_w)
+  first = (n * height + q // out_w) * width + q % out_w
+  t = jnp.arange(16)
+  i, j, c = t // (k * channels), (t // channels) % k, t % channels
+  offsets = first[:, None] * channels + ((i * width + j) * channels + c)[None, :]
+  if mode == 'index_only':
+    plgpu.store(y_ref.at[p], jnp.sum(offsets, axis=1), mask=inside)
+    return
+  if mode == 'store_only':
+    sums = jnp.broadcast_to(b_ref[...][None, :], (block, features)) + p[:, None].astype(jnp.float32) * 1e-9
+  else:
+    patches = plgpu.load(x_ref.at[offsets], mask=inside[:, None] & (t < k * k * channels)[None, :], other=0)
+    sums = jnp.dot(patches, w_ref[...].astype(patches.dtype), preferred_element_type=jnp.float32) + b_ref[...][None, :]
+  if mode == 'load_only':
+    plgpu.store(y_ref.at[p], jnp.sum(sums, axis=1), mask=inside)
+    return
+  pre = sums.astype(jnp.bfloat16).astype(jnp.float32)
+  out = pre if mode == 'no_gelu' else wk._gelu(pre, True)
+  offsets_out = p[:, None] * features + jnp.arange(features)[None, :]
+  plgpu.store(y_ref.at[offsets_out], out.astype(y_ref.dtype), mask=inside[:, None])
+
+
+def probe_call(x, taps, bias, mode, block=wk.BLOCK, warps=wk.WARPS):
+  images, height, width, channels = x.shape
+  k, features = 2, taps.shape[1]
+  total = images * (height - k + 1) * (width - k + 1)
+  small = mode in ('load_only', 'index_only')
+  out = jax.ShapeDtypeStruct((total,), jnp.int32 if mode == 'index_only' else jnp.float32) if small else \
+      jax.ShapeDtypeStruct((total * features,), x.dtype)
+  body = functools.partial(_probe, mode=mode, height=height, width=width, channels=channels, k=k, features=features,
+                           total=total, block=block)
+  return pl.pallas_call(body, grid=(pl.cdiv(total, block),), out_shape=out,
+                        compiler_params=plgpu.CompilerParams(num_warps=warps, num_stages=1),
+                        interpret=jax.default_backend() == 'cpu', name=f'whiten_probe_{mode}')(x.reshape(-1), taps, bias)
+
+
+def time_repeated(fn, repeat: int, calls: int = 5) -> float:
+  """ms per kernel call: `repeat` distinct calls (bias + i) in one program, the program run `calls` times."""
+  def program(x, taps, bias):
+    return sum(fn(x, taps, bias + i).ravel()[0].astype(jnp.float32) for i in range(repeat))
+  exe = jax.jit(program)
+  return lambda *args: _time(exe, args, repeat, calls)
+
+
+def _time(exe, args, repeat, calls):
+  jax.block_until_ready(exe(*args))
+  start = time.perf_counter()
+  for _ in range(calls):
+    jax.block_until_ready(exe(*args))
+  return (time.perf_counter() - start) / calls / repeat * 1e3
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--batch', type=int, default=1536)
+  p.add_argument('--repeat', type=int, default=20)
+  args = p.parse_args()
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((args.batch, 32, 32, 3)), jnp.bfloat16)
+  taps = jnp.asarray(np.pad(rng.standard_normal((12, 32)) * 0.3, ((0, 4), (0, 0))), jnp.bfloat16).astype(jnp.float32)
+  bias = jnp.asarray(rng.standard_normal(32), jnp.float32)
+  total_bytes = x.size * 2 + args.batch * 31 * 31 * 32 * 2
+  print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch}, {args.repeat} calls per program; '
+        f'the full kernel moves {total_bytes / 1e6:.0f} MB')
+  library = lambda x, taps, bias: wk._pallas_whiten_gelu(x, taps[:12].reshape(2, 2, 3, 32).astype(x.dtype), bias, True)
+  print(f'library kernel (whiten_kernel._pallas_whiten_gelu)  {time_repeated(library, args.repeat)(x, taps, bias):.4f} ms',
+        flush=True)
+  for mode in MODES:
+    ms = time_repeated(functools.partial(probe_call, mode=mode), args.repeat)(x, taps, bias)
+    print(f'{mode:<11} {ms:.4f} ms', flush=True)
+
+
+if __name__ == '__main__':
+  main()
