@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -659,6 +659,15 @@ if [ "$part" = wall12 ]; then
   # cold +1..2 s over 25-28 s (the pruned program compiles its step twice); the hits run, ~4.5-5 s.
   python3 kernels/whiten_kernel_probe.py 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_probe12.txt
   { echo "final20 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
+fi
+if [ "$part" = chunk12b ]; then
+  # wall12's probe: with the index arithmetic alone the whitening kernel's grid takes 0.056 ms, the stores alone
+  # 0.064, the loads 0.068, all of it 0.122 (in-program timing): each program's load -> dot -> store chain runs
+  # serially and too few programs overlap it. Small launch shapes (1-2 warps) first. Then --loop_chunk=32 against
+  # fast.flags' 8: every full epoch one round trip (8: four), the pieces of 25 steps per step (8: three chunks + 1).
+  # Predicted -0.3..-0.4% (~3 ms of idle per run), likely inside the noise.
+  python3 kernels/whiten_kernel_probe.py --launch 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_probe12b.txt
+  abba chunk8 "-- $RECIPE" chunk32 "-- $RECIPE --loop_chunk=32"
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -10,6 +10,8 @@ with one part left out:
 - load_only: the patch loads and the dot, one f32 per pixel stored (1/16 of the bytes);
 - index_only: only the pixel -> patch offset arithmetic, one int32 per pixel stored.
 Timed as R distinct calls inside one jitted program (no host dispatch between them), ms per call.
+--launch also times the library kernel with small programs (1-2 warps, 32-128 pixels): more programs resident
+per SM, in case the serial load -> dot -> store chain of each program is what bounds it.
 
   python3 kernels/whiten_kernel_probe.py [--batch=1536] [--repeat=20]
 """
@@ -88,6 +90,7 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--batch', type=int, default=1536)
   p.add_argument('--repeat', type=int, default=20)
+  p.add_argument('--launch', action='store_true', help='also the library kernel over small launch shapes')
   args = p.parse_args()
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((args.batch, 32, 32, 3)), jnp.bfloat16)
@@ -99,6 +102,12 @@ def main() -> None:
   library = lambda x, taps, bias: wk._pallas_whiten_gelu(x, taps[:12].reshape(2, 2, 3, 32).astype(x.dtype), bias, True)
   print(f'library kernel (whiten_kernel._pallas_whiten_gelu)  {time_repeated(library, args.repeat)(x, taps, bias):.4f} ms',
         flush=True)
+  if args.launch:
+    for block, warps in ((32, 1), (64, 1), (64, 2), (128, 1), (128, 2), (256, 2)):
+      fn = lambda x, taps, bias, b=block, w=warps: wk._pallas_whiten_gelu(
+          x, taps[:12].reshape(2, 2, 3, 32).astype(x.dtype), bias, True, b, w)
+      print(f'library kernel, block {block:>3} warps {warps}  {time_repeated(fn, args.repeat)(x, taps, bias):.4f} ms',
+            flush=True)
   for mode in MODES:
     ms = time_repeated(functools.partial(probe_call, mode=mode), args.repeat)(x, taps, bias)
     print(f'{mode:<11} {ms:.4f} ms', flush=True)
