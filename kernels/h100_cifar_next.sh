@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -630,8 +630,8 @@ fi
 if [ "$part" = h100_12 ]; then
   # Written in the eleventh session for the next H100 (none has been lent since the sixth): fast.flags as it
   # stands, 20 seeds twice (the issue-3 timed goal, 0.90 s), then the wall rows (cold; cache fill; two hits).
-  # Predicted from the H200 in-call ratios since the H100's 1.025-1.029 s: ~0.93 s at ~90.56%; cold ~30 s;
-  # warm ~4.5-5.5 s.
+  # Predicted (twelfth session, with --loop_chunk=8): ~0.87-0.91 s at ~90.58% (by the H100/H200 ratio of the seventh
+  # session, ~1.07, and by the H200 in-call ratios since the H100's 1.025-1.029 s); cold ~30 s; warm ~4.5-5.5 s.
   { echo "final20 20 -- $RECIPE"; echo "final20_b 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = pool12 ]; then
@@ -668,6 +668,14 @@ if [ "$part" = chunk12b ]; then
   # Predicted -0.3..-0.4% (~3 ms of idle per run), likely inside the noise.
   python3 kernels/whiten_kernel_probe.py --launch 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_probe12b.txt
   abba chunk8 "-- $RECIPE" chunk32 "-- $RECIPE --loop_chunk=32"
+fi
+if [ "$part" = whiten12 ]; then
+  # The probe (calls 3-4) put half the whitening kernel's time in the GELU (0.069 -> 0.122 ms) and ~0.05 ms in the
+  # grid's index arithmetic. Alone: the row-block grid (no divisions by 961 and 31) and the tanh through the GPU's
+  # tanh.approx.f32; predicted -0.02..-0.03 and -0.03..-0.05 ms. Then --whiten_fast_tanh in training, ABBA (it
+  # changes the values; the grid does not): predicted -0.8..-1.4%, accuracy unchanged.
+  python3 kernels/whiten_kernel_probe.py --variants 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_probe12c.txt
+  abba fast "-- $RECIPE" fasttanh "-- $RECIPE --whiten_fast_tanh"
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

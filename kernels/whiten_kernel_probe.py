@@ -12,6 +12,8 @@ with one part left out:
 Timed as R distinct calls inside one jitted program (no host dispatch between them), ms per call.
 --launch also times the library kernel with small programs (1-2 warps, 32-128 pixels): more programs resident
 per SM, in case the serial load -> dot -> store chain of each program is what bounds it.
+--variants times the library kernel's grids ('flat': divisions by the output size and width per pixel; 'rows':
+coordinates from program ids and shifts) and its GELU's tanh (exact form, or the GPU's tanh.approx.f32).
 
   python3 kernels/whiten_kernel_probe.py [--batch=1536] [--repeat=20]
 """
@@ -91,6 +93,7 @@ def main() -> None:
   p.add_argument('--batch', type=int, default=1536)
   p.add_argument('--repeat', type=int, default=20)
   p.add_argument('--launch', action='store_true', help='also the library kernel over small launch shapes')
+  p.add_argument('--variants', action='store_true', help='also its grids and tanh forms')
   args = p.parse_args()
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((args.batch, 32, 32, 3)), jnp.bfloat16)
@@ -108,6 +111,15 @@ def main() -> None:
           x, taps[:12].reshape(2, 2, 3, 32).astype(x.dtype), bias, True, b, w)
       print(f'library kernel, block {block:>3} warps {warps}  {time_repeated(fn, args.repeat)(x, taps, bias):.4f} ms',
             flush=True)
+  if args.variants:
+    for grid in wk.GRIDS:
+      for block in (128, 256):
+        for fast in (False, True):
+          fn = lambda x, taps, bias, g=grid, b=block, f=fast: wk._pallas_whiten_gelu(
+              x, taps[:12].reshape(2, 2, 3, 32).astype(x.dtype), bias, True, b, wk.WARPS, wk.FORM, g, f)
+          ms = time_repeated(fn, args.repeat)(x, taps, bias)
+          print(f'library kernel, grid {grid:<4} block {block} tanh {"approx" if fast else "exact ":<6}  {ms:.4f} ms',
+                flush=True)
   for mode in MODES:
     ms = time_repeated(functools.partial(probe_call, mode=mode), args.repeat)(x, taps, bias)
     print(f'{mode:<11} {ms:.4f} ms', flush=True)

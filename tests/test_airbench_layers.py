@@ -85,6 +85,10 @@ def test_an_unknown_whiten_impl_is_a_config_error():
   from dawnjax.workloads.cifar10_recipe import CifarRecipe
   with pytest.raises(ConfigError, match='--whiten_impl'):
     CifarRecipe(whiten_impl='fft').validate()
+  for bad in (dict(whiten_impl='elementwise', gelu_approximate=True), dict(whiten_impl='pallas')):
+    with pytest.raises(ConfigError, match='--whiten_fast_tanh'):
+      CifarRecipe(whiten_fast_tanh=True, **bad).validate()
+  CifarRecipe(whiten_fast_tanh=True, whiten_impl='pallas', gelu_approximate=True).validate()
 
 
 

@@ -42,6 +42,18 @@ def test_bf16_output_is_the_exact_gelu_of_the_rounded_sums_correctly_rounded(sha
   np.testing.assert_allclose(y, reference, rtol=2**-6, atol=2e-2)
 
 
+@pytest.mark.parametrize('form', ['dot', 'fma'])
+@pytest.mark.parametrize('shape', SHAPES)
+def test_the_row_block_grid_computes_what_the_flat_grid_does(shape, form):
+  # Blocks of 16 pixels are narrower than the padded rows of 8, 16 or 32 (whole rows are used), 64 cover
+  # several rows with a partial last block; the masked padding columns must write nothing.
+  x, kernel, bias = _inputs(shape, jnp.bfloat16, seed=3)
+  args = (x, kernel.astype(x.dtype), bias.astype(jnp.float32), True)
+  flat = np.asarray(wk._pallas_whiten_gelu(*args, 32, 2, form, 'flat'))
+  for block in (16, 64):
+    np.testing.assert_array_equal(np.asarray(wk._pallas_whiten_gelu(*args, block, 2, form, 'rows')), flat)
+
+
 @pytest.mark.parametrize('shape', SHAPES[:2])
 def test_f32_values_and_all_three_gradients_match_xla(shape):
   x, kernel, bias = _inputs(shape, jnp.float32, seed=1)
@@ -55,6 +67,8 @@ def test_f32_values_and_all_three_gradients_match_xla(shape):
 
 def test_bad_shapes_are_refused():
   x = jnp.zeros((1, 6, 6, 3))
+  with pytest.raises(ValueError, match='fast_tanh'):
+    wk.whiten_gelu(x, jnp.zeros((2, 2, 3, 8)), jnp.zeros(8), approximate=False, fast_tanh=True)
   with pytest.raises(ValueError, match='k\\*k\\*C <= 16'):
     wk.whiten_gelu(x, jnp.zeros((3, 3, 3, 8)), jnp.zeros(8), approximate=True)
   with pytest.raises(ValueError, match='bias'):
@@ -110,3 +124,7 @@ def test_the_kernel_lowers_to_triton_for_gpus(monkeypatch, approximate, form):
   fn = jax.jit(lambda x, k, b: wk._pallas_whiten_gelu(x, k, b.astype(jnp.float32), approximate, form=form))
   text = fn.trace(x, kernel, bias).lower(lowering_platforms=('cuda',)).as_text()
   assert '__gpu$xla.gpu.triton' in text or 'triton' in text.lower()
+  if approximate:  # the row grid and the GPU's approximate tanh (inline PTX) lower too
+    fn = jax.jit(lambda x, k, b: wk._pallas_whiten_gelu(x, k, b.astype(jnp.float32), True, form=form, grid='rows',
+                                                        fast_tanh=True))
+    assert 'tanh.approx.f32' in fn.trace(x, kernel, bias).lower(lowering_platforms=('cuda',)).as_text()

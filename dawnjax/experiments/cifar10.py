@@ -23,10 +23,14 @@ def _define_recipe_flags() -> None:
       'translate': 'Random translation in pixels, reflect padding.',
       'cutout': 'Cutout square size in pixels (0 = off).',
       'tta_level': 'Final evaluation: 0 none, 1 mirror, 2 mirror + translate.',
+      'whiten_fast_tanh': ("The Pallas whitening kernel's tanh GELU through the GPU's tanh.approx.f32 "
+                           'instruction (relative error ~2^-11, under a bf16 step except for near-zero outputs of '
+                           'large negative inputs); needs --whiten_impl=pallas and --gelu_approximate. XLA (TPU) '
+                           "and Pallas's CPU interpreter compute the exact form."),
       'loop_chunk': ('Steps the epoch program runs per host round trip: > 1 runs them as an inner loop of '
                      'that many steps whose trip count XLA knows, so the host does not read the loop '
-                     'predicate back after every step (the leftover steps still do); 1 = every step. Same '
-                     'steps, same results.'),
+                     'predicate back after every step (the leftover steps still do); 1 = every step. The '
+                     'same steps in the same order.'),
       'tta_fraction': ('Selective TTA: the fraction of test images, least confident first, that get '
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "
@@ -46,7 +50,7 @@ def _define_recipe_flags() -> None:
                             "zero channels after the 24, cuDNN's forward runs on 32, the filter gradient is "
                             'a Pallas implicit GEMM, per batch shard on several devices; '
                             "models/airbench.PaddedIgemmConv) or 'padded_igemm_pool' (the same, with the argmax "
-                            "max-pool after it fused into the filter gradient's loads; needs --pool_impl=argmax). "
+                            "max-pool after it fused into the filter gradient's loads; needs --pool_impl=argmax; measured slower). "
                             'The same variables and model FLOPs (counted on '
                             'nn.Conv) in each.'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "

@@ -273,12 +273,13 @@ class WhitenGelu(nn.Module):
   padded_features: int = 0
   gelu_approximate: bool = False
   mesh: Any = None  # the data-parallel mesh when x is batch-sharded (see whiten_gelu)
+  fast_tanh: bool = False  # the tanh GELU through the GPU's tanh.approx instruction (see whiten_gelu)
 
   @nn.compact
   def __call__(self, x):
     kernel, bias = whiten_variables(self, self.kernel_size, x.shape[-1], self.features, self.padded_features)
     return whiten_gelu(x.astype(self.dtype), kernel.astype(self.dtype), bias.astype(self.dtype),
-                       approximate=self.gelu_approximate, mesh=self.mesh)
+                       approximate=self.gelu_approximate, mesh=self.mesh, fast_tanh=self.fast_tanh)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +302,8 @@ class AirbenchConfig:
   # CONV1_IMPLS: block1's first conv (the 24 whitened channels in) as nn.Conv, KwFoldedConv or
   # PaddedIgemmConv (the whitening's output then carries zero channels up to a multiple of 32).
   block1_conv1_impl: str = 'conv'
+  # With whiten_impl='pallas' and gelu_approximate: the whitening kernel's tanh is the GPU's tanh.approx.
+  whiten_fast_tanh: bool = False
 
   @property
   def whiten_width(self) -> int:
@@ -324,7 +327,7 @@ class AirbenchNet(nn.Module):
     padded = padded_channels(cfg.whiten_width) if cfg.block1_conv1_impl in PADDED_CONV1_IMPLS else cfg.whiten_width
     if cfg.whiten_impl == 'pallas':
       x = WhitenGelu(cfg.whiten_width, k, dtype, padded_features=padded, gelu_approximate=cfg.gelu_approximate,
-                     mesh=self.mesh, name='whiten')(x)
+                     mesh=self.mesh, fast_tanh=cfg.whiten_fast_tanh, name='whiten')(x)
     else:
       if cfg.whiten_impl in ('elementwise', 'matmul'):
         x = PatchWhiten(cfg.whiten_width, k, dtype, padded_features=padded, form=cfg.whiten_impl, name='whiten')(x)

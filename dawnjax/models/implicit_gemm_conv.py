@@ -299,7 +299,10 @@ def implicit_gemm_conv3x3_max_pool(x: jax.Array, w: jax.Array, pool: int = 2, ti
   written by one pass and read by each of the kernel's three row programs) is never written. The input
   gradient is XLA's, from the expanded gradient.
 
-  Why: on an H200 at batch 1536 the pool's backward pass took 0.114 ms per step and the filter gradient
-  that read its output 0.158 ms (results/cifar10_jpeg/h200_2026-12-02_s11, profile_whiten_pallas.md)."""
+  Why it was tried: on an H200 at batch 1536 the pool's backward pass took 0.114 ms per step and the filter
+  gradient that read its output 0.158 ms (results/cifar10_jpeg/h200_2026-12-02_s11, profile_whiten_pallas.md).
+  Measured, it is slower (results/cifar10_jpeg/h200_2026-12-02_s12): alone 0.35-0.49 ms against 0.28-0.33 ms
+  for the pool backward + filter gradient over 12 tilings, +1.7% and +1.9% timed for fast.flags. Kept as the
+  recorded alternative (--block1_conv1_impl=padded_igemm_pool), off by default."""
   _check(x, w)
   return _conv_pool(x, w.astype(x.dtype), pool, tiling, mesh)

@@ -35,12 +35,17 @@ from dawnjax.models import pallas_support
 from dawnjax.parallel import DATA_AXIS
 
 _TAPS_PAD = 16  # tensor-core dots want K >= 16
-# Launch parameters: output pixels per program, warps per program, and how the sums are formed ('dot':
+# Launch parameters: output pixels per program, warps per program, how the sums are formed ('dot':
 # the (pixels, 16) patches times the (16, F) kernel on the tensor cores; 'fma': one multiply-add per
-# tap). kernels/conv_shapes_bench.py --whiten_only times them.
+# tap), and the grid ('flat': tiles of consecutive pixels of the flattened batch, whose coordinates
+# take divisions by the image's output size and width; 'rows': one program per image and block of
+# output rows, the row padded to a power of two, coordinates from program ids and shifts).
+# kernels/conv_shapes_bench.py --whiten_only and kernels/whiten_kernel_probe.py time them.
 BLOCK = 128
 WARPS = 4
 FORM = 'dot'
+GRID = 'flat'
+GRIDS = ('flat', 'rows')
 
 
 def patch_conv_sums(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
@@ -73,7 +78,12 @@ def _erf(x):
   return jnp.where(x < 0, -y, y)
 
 
-def _gelu(x, approximate: bool):
+def _gelu(x, approximate: bool, fast_tanh: bool = False):
+  if approximate and fast_tanh:
+    # The GPU's tanh.approx.f32 (one instruction; relative error ~2^-11): a fraction of a bf16 step
+    # (2^-8) where the output is not small; for large negative x, where the output is ~0, its error
+    # is small in absolute terms but not relative to that output.
+    return 0.5 * x * (1 + plgpu.approx_tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
   if approximate:
     # The tanh form as x * sigmoid(2z): 0.5 * (1 + tanh(z)) = 1 / (1 + exp(-2z)). The same function
     # (f32 rounding apart), with one exp instead of libdevice's tanh.
@@ -81,12 +91,21 @@ def _gelu(x, approximate: bool):
   return 0.5 * x * (1 + _erf(x * 0.7071067811865476))
 
 
-def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features, total, approximate, block, form):
+def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features, total, approximate, block, form,
+            grid, fast_tanh):
   out_h, out_w = height - k + 1, width - k + 1
-  p = pl.program_id(0) * block + jnp.arange(block)
-  inside = p < total
-  n, q = p // (out_h * out_w), p % (out_h * out_w)
-  first = (n * height + q // out_w) * width + q % out_w  # the patch's top-left input pixel
+  if grid == 'rows':  # program (image, block of output rows); block = rows x the padded row
+    wpad = _pow2(out_w)
+    n, local = pl.program_id(0), jnp.arange(block)
+    row, col = pl.program_id(1) * (block // wpad) + local // wpad, local % wpad
+    inside = (row < out_h) & (col < out_w)
+    p = (n * out_h + row) * out_w + col  # the output pixel in the flattened batch
+    first = (n * height + row) * width + col  # the patch's top-left input pixel
+  else:
+    p = pl.program_id(0) * block + jnp.arange(block)
+    inside = p < total
+    n, q = p // (out_h * out_w), p % (out_h * out_w)
+    first = (n * height + q // out_w) * width + q % out_w
   if form == 'dot':
     t = jnp.arange(_TAPS_PAD)
     i, j, c = t // (k * channels), (t // channels) % k, t % channels  # the kernel's (k, k, C) order
@@ -96,7 +115,7 @@ def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features,
     sums = jnp.dot(patches, w_ref[...].astype(patches.dtype), precision=jax.lax.Precision.HIGHEST,
                    preferred_element_type=jnp.float32) + b_ref[...][None, :]
   else:  # 'fma': one multiply-add per tap on the CUDA cores; no shared-memory staging for a dot
-    sums = jnp.broadcast_to(b_ref[...][None, :], (block, w_ref.shape[1]))
+    sums = jnp.broadcast_to(b_ref[...][None, :], (p.shape[0], w_ref.shape[1]))
     for t in range(k * k * channels):
       i, j, c = t // (k * channels), (t // channels) % k, t % channels
       v = plgpu.load(x_ref.at[first * channels + ((i * width + j) * channels + c)], mask=inside, other=0)
@@ -106,19 +125,31 @@ def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features,
   out = p[:, None] * features + f[None, :]
   # No channel mask when F is a power of two, so that Triton can prove the stores contiguous.
   mask = inside[:, None] if features == w_ref.shape[1] else inside[:, None] & (f < features)[None, :]
-  plgpu.store(y_ref.at[out], _gelu(pre, approximate).astype(y_ref.dtype), mask=mask)
+  plgpu.store(y_ref.at[out], _gelu(pre, approximate, fast_tanh).astype(y_ref.dtype), mask=mask)
 
 
-def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, warps: int = WARPS, form: str = FORM):
+def _pow2(n: int) -> int:
+  return 1 << max(0, (n - 1).bit_length())
+
+
+def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, warps: int = WARPS, form: str = FORM,
+                        grid: str = GRID, fast_tanh: bool = False):
   images, height, width, channels = x.shape
   k, features = kernel.shape[0], kernel.shape[-1]
   total = images * (height - k + 1) * (width - k + 1)
   fpad = max(16, 1 << (features - 1).bit_length())
   taps = jnp.pad(kernel.reshape(k * k * channels, features), ((0, _TAPS_PAD - k * k * channels), (0, fpad - features)))
+  if grid == 'rows':
+    block = max(block, _pow2(width - k + 1))  # whole padded rows
+    programs = (images, pl.cdiv(height - k + 1, block // _pow2(width - k + 1)))
+  else:
+    programs = (pl.cdiv(total, block),)
+  # approx_tanh is inline PTX: Pallas's interpreter (CPU) computes the exact form instead.
   body = functools.partial(_kernel, height=height, width=width, channels=channels, k=k, features=features,
-                           total=total, approximate=approximate, block=block, form=form)
+                           total=total, approximate=approximate, block=block, form=form, grid=grid,
+                           fast_tanh=fast_tanh and pallas_support.on_gpu())
   y = pl.pallas_call(
-      body, grid=(pl.cdiv(total, block),),
+      body, grid=programs,
       out_shape=jax.ShapeDtypeStruct((total * features,), x.dtype),
       compiler_params=plgpu.CompilerParams(num_warps=warps, num_stages=1),
       cost_estimate=pl.CostEstimate(flops=2 * total * features * k * k * channels, transcendentals=total * features,
@@ -128,23 +159,25 @@ def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, 
   return y.reshape(images, height - k + 1, width - k + 1, features)
 
 
-def _forward_fn(approximate: bool, mesh):
+def _forward_fn(approximate: bool, mesh, fast_tanh: bool):
   if not pallas_support.kernels_available():
     return functools.partial(whiten_gelu_reference, approximate=approximate)
-  return pallas_support.per_batch_shard(functools.partial(_pallas_whiten_gelu, approximate=approximate), mesh,
-                                        (P(DATA_AXIS), P(), P()), summed=False)
+  return pallas_support.per_batch_shard(
+      functools.partial(_pallas_whiten_gelu, approximate=approximate, fast_tanh=fast_tanh), mesh,
+      (P(DATA_AXIS), P(), P()), summed=False)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _whiten_gelu(x, kernel, bias, approximate, mesh):
-  return _forward_fn(approximate, mesh)(x, kernel, bias)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _whiten_gelu(x, kernel, bias, approximate, mesh, fast_tanh):
+  return _forward_fn(approximate, mesh, fast_tanh)(x, kernel, bias)
 
 
-def _whiten_gelu_fwd(x, kernel, bias, approximate, mesh):
-  return _forward_fn(approximate, mesh)(x, kernel, bias), (x, kernel, bias)
+def _whiten_gelu_fwd(x, kernel, bias, approximate, mesh, fast_tanh):
+  return _forward_fn(approximate, mesh, fast_tanh)(x, kernel, bias), (x, kernel, bias)
 
 
-def _whiten_gelu_bwd(approximate, mesh, residuals, g):
+def _whiten_gelu_bwd(approximate, mesh, fast_tanh, residuals, g):
+  # The backward is the exact GELU's (also with fast_tanh): it only runs for the bias steps.
   _, vjp = jax.vjp(functools.partial(whiten_gelu_reference, approximate=approximate), *residuals)
   return vjp(g)
 
@@ -152,7 +185,8 @@ def _whiten_gelu_bwd(approximate, mesh, residuals, g):
 _whiten_gelu.defvjp(_whiten_gelu_fwd, _whiten_gelu_bwd)
 
 
-def whiten_gelu(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, approximate: bool, mesh=None) -> jax.Array:
+def whiten_gelu(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, approximate: bool, mesh=None,
+                fast_tanh: bool = False) -> jax.Array:
   """GELU(k x k 'VALID' conv of x (N, H, W, C) with kernel (k, k, C, F) + bias (F,)), in x's dtype.
 
   The kernel is used in x's dtype and the bias in f32, as PatchWhiten rounds them; the sums are f32
@@ -161,11 +195,16 @@ def whiten_gelu(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, approximate
   all three (XLA's backward). k*k*C <= 16.
 
   mesh: the data-parallel mesh when x is batch-sharded over more than one device; each device then
-  runs the kernel on its own shard."""
+  runs the kernel on its own shard.
+
+  fast_tanh (with approximate): the forward's tanh is the GPU's tanh.approx.f32 instruction, not the exact
+  form; XLA (TPU) and Pallas's interpreter (CPU) compute the exact form."""
   if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[0] != kernel.shape[1] or kernel.shape[2] != x.shape[-1]:
     raise ValueError(f'whiten_gelu: x {x.shape} (NHWC) and kernel {kernel.shape} (k, k, C, F) expected')
   k, _, channels, features = kernel.shape
   if k * k * channels > _TAPS_PAD or bias.shape != (features,):
     raise ValueError(f'whiten_gelu: kernel {kernel.shape} needs k*k*C <= {_TAPS_PAD}; bias {bias.shape} must be '
                      f'({features},)')
-  return _whiten_gelu(x, kernel.astype(x.dtype), bias.astype(jnp.float32), approximate, mesh)
+  if fast_tanh and not approximate:
+    raise ValueError('whiten_gelu: fast_tanh is for the tanh form of the GELU (approximate=True)')
+  return _whiten_gelu(x, kernel.astype(x.dtype), bias.astype(jnp.float32), approximate, mesh, fast_tanh)

@@ -87,6 +87,9 @@ class CifarRecipe:
   # CONV1_IMPLS: 'kw_folded' = taps gathered into channels, 'padded_igemm' = Pallas filter gradient,
   # 'padded_igemm_pool' = the same with the argmax pool's backward in it
   block1_conv1_impl: str = 'conv'
+  # The Pallas whitening kernel's tanh GELU through the GPU's tanh.approx.f32 (needs whiten_impl='pallas'
+  # and gelu_approximate; XLA and the CPU interpreter keep the exact form).
+  whiten_fast_tanh: bool = False
 
   def validate(self) -> None:
     if self.optimizer not in ('sgd', 'muon'):
@@ -99,6 +102,9 @@ class CifarRecipe:
       raise ConfigError(f'--bn_impl={self.bn_impl!r}: expected one of {", ".join(BN_IMPLS)}')
     if self.whiten_impl not in WHITEN_IMPLS:
       raise ConfigError(f'--whiten_impl={self.whiten_impl!r}: expected one of {", ".join(WHITEN_IMPLS)}')
+    if self.whiten_fast_tanh and not (self.whiten_impl == 'pallas' and self.gelu_approximate):
+      raise ConfigError('--whiten_fast_tanh is the Pallas whitening kernel\'s tanh GELU: it needs --whiten_impl=pallas '
+                        'and --gelu_approximate')
     if self.loop_chunk < 1:
       raise ConfigError(f'--loop_chunk={self.loop_chunk}: expected a number of steps >= 1')
     if self.block1_conv1_impl not in CONV1_IMPLS:
