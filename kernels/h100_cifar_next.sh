@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -676,6 +676,12 @@ if [ "$part" = whiten12 ]; then
   # changes the values; the grid does not): predicted -0.8..-1.4%, accuracy unchanged.
   python3 kernels/whiten_kernel_probe.py --variants 2>&1 | grep -v '^[IW]1' | tee $OUT/whiten_probe12c.txt
   abba fast "-- $RECIPE" fasttanh "-- $RECIPE --whiten_fast_tanh"
+fi
+if [ "$part" = whiten12b ]; then
+  # whiten12: alone the row grid took 0.075-0.076 ms (flat 0.114-0.118), with tanh.approx 0.052; --whiten_fast_tanh on
+  # the flat grid -0.3% / -0.7% ABBA at 90.59-90.62%. Both adopted (GRID='rows', fast.flags --whiten_fast_tanh).
+  # Now on the row grid: exact tanh vs the adopted fast.flags. Predicted -0.5..-0.7%.
+  abba exact "-- $RECIPE --nowhiten_fast_tanh" fast "-- $RECIPE"
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

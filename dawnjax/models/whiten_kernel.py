@@ -44,7 +44,7 @@ _TAPS_PAD = 16  # tensor-core dots want K >= 16
 BLOCK = 128
 WARPS = 4
 FORM = 'dot'
-GRID = 'flat'
+GRID = 'rows'
 GRIDS = ('flat', 'rows')
 
 
