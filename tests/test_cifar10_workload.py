@@ -486,4 +486,5 @@ def test_every_cifar10_recipe_parses_and_fast_carries_its_compiler_settings():
   assert fast['xla_flags'] == '--xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION'
   assert not fast['gpu_preallocate']
   assert fast['block1_conv1_impl'] == 'padded_igemm' and fast['whiten_impl'] == 'pallas' and fast['loop_chunk'] == 8
+  assert fast['whiten_fast_tanh'] and fast['gelu_approximate']
   assert recipes['hiverge.flags']['xla_flags'] == ''  # unparse_flags reset it between files
