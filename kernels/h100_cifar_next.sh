@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -682,6 +682,15 @@ if [ "$part" = whiten12b ]; then
   # the flat grid -0.3% / -0.7% ABBA at 90.59-90.62%. Both adopted (GRID='rows', fast.flags --whiten_fast_tanh).
   # Now on the row grid: exact tanh vs the adopted fast.flags. Predicted -0.5..-0.7%.
   abba exact "-- $RECIPE --nowhiten_fast_tanh" fast "-- $RECIPE"
+fi
+if [ "$part" = rows13 ]; then
+  # Written at the end of the twelfth session for the next one (H200 or H100): fast.flags as it now stands (row-grid
+  # whitening kernel, --whiten_fast_tanh, --loop_chunk=8) was timed only in call 6's ABBA; its wall rows and the
+  # served network's batch-1 latency were last measured before those changes. 20 seeds, the wall rows (cold; cache
+  # fill; two hits), then the latency pair. Predicted on an H200: ~0.80 s at ~90.55%; cold ~27 s; warm ~4.8 s;
+  # latency ~0.25 ms (the whitening kernel is a small part of a batch-1 call).
+  { echo "final20 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
+  served_latency_pair serve13
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
