@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -691,6 +691,15 @@ if [ "$part" = rows13 ]; then
   # latency ~0.25 ms (the whitening kernel is a small part of a batch-1 call).
   { echo "final20 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
   served_latency_pair serve13
+fi
+if [ "$part" = igemm13 ]; then
+  # Written at the end of the twelfth session: the whitening kernel's row grid took 0.076 ms alone against its flat
+  # grid's 0.118 (divisions by the width per pixel). The implicit-GEMM filter gradient (0.156 ms per step) divides by
+  # the width per pixel too; Tiling(wgrad_grid='rows') takes whole padded rows instead. Alone first, both grids over
+  # the sweep; predicted -0.01..-0.03 ms (the kernel also does real dot work). If it wins, ABBA after making it the
+  # default (Tiling has no flag).
+  python3 kernels/implicit_gemm_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/igemm13.txt
+  python3 kernels/implicit_gemm_bench.py --pooled --quick 2>&1 | grep -v '^[IW]1' | tee -a $OUT/igemm13.txt
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -8,6 +8,10 @@ all in one process, so the rows compare side by side. TFLOP/s counts the useful 
   python3 kernels/implicit_gemm_bench.py [--batch=1536] [--calls=200] [--quick]
   python3 kernels/implicit_gemm_bench.py --pooled [--quick]
 
+The filter-gradient rows cover both grids (Tiling.wgrad_grid): 'flat' tiles of consecutive pixels and 'rows'
+tiles of whole rows padded to 32 pixels (no division by the width per pixel); --quick runs the default tiling
+in each.
+
 --pooled times only block1's filter gradient behind its 2x2 argmax max-pool, on the 32 channels that
 fast.flags' whitening writes: XLA's pool backward (the full-size gradient, pooling.gradient_to_first_max)
 then the Pallas filter gradient, against the Pallas kernel reading the pooled gradient and the window
@@ -76,8 +80,8 @@ def rows(x, w, g, gflop, args) -> None:
     except Exception as e:  # a tiling may not compile (registers, shared memory): report and go on
       print(f'pallas fwd   {label}  FAILED {type(e).__name__}: {str(e)[:200]}')
   for t in wgrad_tilings(args.quick):
-    label = (f'C={channels} block {t.wgrad_block:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} '
-             f'programs {t.wgrad_programs:>3}')
+    label = (f'C={channels} grid {t.wgrad_grid:<4} block {t.wgrad_block:>3} warps {t.wgrad_warps} '
+             f'stages {t.wgrad_stages} programs {t.wgrad_programs:>3}')
     try:
       fn = lambda x, g, t=t: ig._filter_grad(x, g, t).astype(jnp.bfloat16)
       err = rel_err(jax.jit(fn)(x, g), dw_ref32)
@@ -89,10 +93,13 @@ def rows(x, w, g, gflop, args) -> None:
 
 
 def wgrad_tilings(quick: bool) -> list[ig.Tiling]:
+  """The default, then (unless quick) a sweep; both grids ('rows': tiles of whole padded rows)."""
   default = ig.Tiling()
-  return [default] if quick else [
-      dataclasses.replace(default, wgrad_block=b, wgrad_stages=st, wgrad_programs=gp)
-      for b, st, gp in itertools.product((32, 64, 128), (3, 4), (132, 264))]
+  grids = [g for g in ('flat', 'rows') if g != default.wgrad_grid]
+  if quick:
+    return [default] + [dataclasses.replace(default, wgrad_grid=g) for g in grids]
+  return [default] + [dataclasses.replace(default, wgrad_block=b, wgrad_stages=st, wgrad_programs=gp, wgrad_grid=g)
+                      for g, b, st, gp in itertools.product(('flat', 'rows'), (32, 64, 128), (3, 4), (132, 264))]
 
 
 def pooled_rows(x, gflop, args, rng) -> None:
@@ -104,7 +111,8 @@ def pooled_rows(x, gflop, args, rng) -> None:
   select_ms = time_fn(expand, (g, first), args.calls)
   print(f'pool backward alone (XLA, writes the {size}x{size} gradient)  {select_ms:.4f} ms', flush=True)
   for t in wgrad_tilings(args.quick):
-    label = (f'block {t.wgrad_block:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} programs {t.wgrad_programs:>3}')
+    label = (f'grid {t.wgrad_grid:<4} block {t.wgrad_block:>3} warps {t.wgrad_warps} stages {t.wgrad_stages} '
+             f'programs {t.wgrad_programs:>3}')
     try:
       unfused = lambda x, g, first, t=t: ig._filter_grad(x, expand(g, first), t)
       fused = lambda x, g, first, t=t: ig._filter_grad(x, g, t, first=first)

@@ -14,11 +14,14 @@ from dawnjax.models import pallas_support
 SHAPES = [(3, 7, 7, 24, 64, 16), (2, 5, 6, 3, 16, 16), (2, 7, 5, 32, 32, 32)]
 
 
+@pytest.mark.parametrize('grid', ['flat', 'rows'])
 @pytest.mark.parametrize('forward', ['pallas', 'xla'])
 @pytest.mark.parametrize('shape', SHAPES)
-def test_forward_and_both_gradients_match_xla_convolution(shape, forward):
+def test_forward_and_both_gradients_match_xla_convolution(shape, forward, grid):
+  # 'rows': the filter gradient's tiles are whole rows padded to a power of two (16 pixels = 2 rows of 8,
+  # 32 = 4 rows of 8 or 2 of 16; the masked padding columns must add nothing).
   n, h, w, c, f, block = shape
-  tiling = ig.Tiling(fwd_block=block, wgrad_block=block, wgrad_programs=3)
+  tiling = ig.Tiling(fwd_block=block, wgrad_block=block, wgrad_programs=3, wgrad_grid=grid)
   kx, kw, kg = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (n, h, w, c))
   kernel = jax.random.normal(kw, (3, 3, c, f)) * 0.2  # no symmetry: a wrong tap or border cannot agree
@@ -73,11 +76,12 @@ def test_without_the_kernels_every_part_is_xlas_convolution(monkeypatch):
 POOL_SHAPES = [(3, 7, 7, 24, 64, 16), (2, 8, 7, 3, 16, 16), (2, 9, 6, 32, 32, 32)]
 
 
+@pytest.mark.parametrize('grid', ['flat', 'rows'])
 @pytest.mark.parametrize('shape', POOL_SHAPES)
-def test_conv_with_fused_pool_backward_equals_conv_then_argmax_pool(shape):
+def test_conv_with_fused_pool_backward_equals_conv_then_argmax_pool(shape, grid):
   from dawnjax.models.airbench import max_pool
   n, h, w, c, f, block = shape
-  tiling = ig.Tiling(wgrad_block=block, wgrad_programs=3)
+  tiling = ig.Tiling(wgrad_block=block, wgrad_programs=3, wgrad_grid=grid)
   kx, kw, kg = jax.random.split(jax.random.key(5), 3)
   x = jax.random.normal(kx, (n, h, w, c))
   kernel = jax.random.normal(kw, (3, 3, c, f)) * 0.2
@@ -106,13 +110,14 @@ def test_fused_pool_without_the_kernels_is_xlas_convolution(monkeypatch):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('grid', ['flat', 'rows'])
 @pytest.mark.parametrize('pooled', [False, True])
-def test_the_filter_gradient_lowers_to_triton_for_gpus(monkeypatch, pooled):
+def test_the_filter_gradient_lowers_to_triton_for_gpus(monkeypatch, pooled, grid):
   # Lowering for CUDA needs no GPU; it catches what only the Triton path refuses.
   monkeypatch.setattr(pallas_support, 'on_gpu', lambda: True)
   x = jnp.zeros((8, 31, 31, 32), jnp.bfloat16)
   g = jnp.zeros((8, 15, 15, 64) if pooled else (8, 31, 31, 64), jnp.bfloat16)
   args = (x, g, jnp.zeros(g.shape, jnp.int8)) if pooled else (x, g)
-  fn = jax.jit(lambda x, g, *first: ig._filter_grad(x, g, ig.Tiling(), *first))
+  fn = jax.jit(lambda x, g, *first: ig._filter_grad(x, g, ig.Tiling(wgrad_grid=grid), *first))
   text = fn.trace(*args).lower(lowering_platforms=('cuda',)).as_text()
   assert '__gpu$xla.gpu.triton' in text and ('wgrad_pooled' in text) == pooled

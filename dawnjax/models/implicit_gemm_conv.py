@@ -51,24 +51,30 @@ class Tiling:
   wgrad_warps: int = 4
   wgrad_stages: int = 3
   wgrad_programs: int = 132  # programs per kernel row; each sums a contiguous share of all pixel tiles
+  # 'flat': a tile is wgrad_block consecutive pixels of one image (coordinates by division by the width);
+  # 'rows': a tile is wgrad_block // W' whole rows, each padded to W' = the width's next power of two
+  # (coordinates from the tile index and shifts; the padding is masked). The whitening kernel's row grid
+  # was 35% faster than its flat grid (results/cifar10_jpeg/h200_2026-12-02_s12); not measured here.
+  wgrad_grid: str = 'flat'
 
 
 def _pow2(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
 
 
-def _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit):
-  """x[n] at the pixels p shifted by tap (dy, dx) in [0, 3)^2, as (len(p), cpad): zero where the
-  shifted pixel leaves the image, where p >= limit, and in the padded channels.
+def _tap_rows(x_ref, n, row, col, valid, dy, dx, height, width, channels, cpad, p=None):
+  """x[n] at the pixels (row, col) shifted by tap (dy, dx) in [0, 3)^2, as (len(row), cpad): zero where
+  the shifted pixel leaves the image, where not valid, and in the padded channels. p: the pixels' flat
+  index row * width + col, where the caller has it as an arange.
 
-  The offsets stay affine in two aranges and the channel mask is left out when there are no padded
-  channels, so that Triton can prove 16-byte contiguity and vectorise the loads: an offset built
-  through a division (a packed-taps variant) measured 2x slower (kernels/implicit_gemm_bench.py)."""
-  row, col = p // width, p % width
+  The offsets stay affine in two aranges where p is given, and the channel mask is left out when there
+  are no padded channels, so that Triton can prove 16-byte contiguity and vectorise the loads: an offset
+  built through a division (a packed-taps variant) measured 2x slower (kernels/implicit_gemm_bench.py)."""
   src_row, src_col = row + dy - 1, col + dx - 1
-  inside = (p < limit) & (src_row >= 0) & (src_row < height) & (src_col >= 0) & (src_col < width)
+  inside = valid & (src_row >= 0) & (src_row < height) & (src_col >= 0) & (src_col < width)
   c = jnp.arange(cpad)
-  offsets = (p + (dy - 1) * width + (dx - 1))[:, None] * channels + c[None, :]
+  pixel = src_row * width + src_col if p is None else p + (dy - 1) * width + (dx - 1)
+  offsets = pixel[:, None] * channels + c[None, :]
   mask = inside[:, None] if channels == cpad else inside[:, None] & (c < channels)[None, :]
   return plgpu.load(x_ref.at[n, offsets], mask=mask, other=0)
 
@@ -81,19 +87,18 @@ def _forward_kernel(x_ref, w_ref, y_ref, *, height, width, channels, features, b
   acc = jnp.zeros((block, features), jnp.float32)
   for dy in range(3):
     for dx in range(3):
-      rows = _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, pixels)
+      rows = _tap_rows(x_ref, n, p // width, p % width, p < pixels, dy, dx, height, width, channels, cpad, p)
       acc += jnp.dot(rows, w_ref[dy * 3 + dx], preferred_element_type=jnp.float32)
   out = p[:, None] * features + jnp.arange(features)[None, :]
   plgpu.store(y_ref.at[n, out], acc.astype(y_ref.dtype), mask=(p < pixels)[:, None])
 
 
-def _pooled_gradient_rows(gp_ref, first_ref, n, p, width, pooled_height, pooled_width, features, pool, limit):
-  """dL/dy at the pixels p of image n, from the gradient of the k x k argmax max-pool that follows the
-  conv (pool = k): the pooled gradient gp where the pixel is its window's first maximum (first, int8,
-  == its position in the window) and zero elsewhere, in the floor-cropped last rows/columns and where
-  p >= limit. pooling.gradient_to_first_max in registers: the full-size gradient is never written."""
-  row, col = p // width, p % width
-  inside = (p < limit) & (row < pooled_height * pool) & (col < pooled_width * pool)
+def _pooled_gradient_rows(gp_ref, first_ref, n, row, col, valid, pooled_height, pooled_width, features, pool):
+  """dL/dy at the pixels (row, col) of image n, from the gradient of the k x k argmax max-pool that follows
+  the conv (pool = k): the pooled gradient gp where the pixel is its window's first maximum (first, int8,
+  == its position in the window) and zero elsewhere, in the floor-cropped last rows/columns and where not
+  valid. pooling.gradient_to_first_max in registers: the full-size gradient is never written."""
+  inside = valid & (row < pooled_height * pool) & (col < pooled_width * pool)
   offsets = ((row // pool) * pooled_width + col // pool)[:, None] * features + jnp.arange(features)[None, :]
   gp = plgpu.load(gp_ref.at[n, offsets], mask=inside[:, None], other=0)
   first = plgpu.load(first_ref.at[n, offsets], mask=inside[:, None], other=-1)
@@ -101,25 +106,35 @@ def _pooled_gradient_rows(gp_ref, first_ref, n, p, width, pooled_height, pooled_
   return jnp.where(first == position[:, None], gp, jnp.zeros((), gp.dtype))
 
 
-def _wgrad_kernel(*refs, height, width, channels, features, block, images, tiles_per_program, pool):
+def _tiles_per_image(height, width, block, grid):
+  return pl.cdiv(height, block // _pow2(width)) if grid == 'rows' else pl.cdiv(height * width, block)
+
+
+def _wgrad_kernel(*refs, height, width, channels, features, block, images, tiles_per_program, pool, grid):
   # refs: x, the output gradient (dy; or the pooled gradient and its window indices when pool > 0), dw
   x_ref, g_refs, dw_ref = refs[0], refs[1:-1], refs[-1]
   dy, program = pl.program_id(0), pl.program_id(1)
-  pixels = height * width
-  tiles_per_image = pl.cdiv(pixels, block)
+  tiles_per_image = _tiles_per_image(height, width, block, grid)
   cpad = dw_ref.shape[-1]
 
   def step(i, accs):
     t = program * tiles_per_program + i
     n, tile = t // tiles_per_image, t % tiles_per_image
-    p = tile * block + jnp.arange(block)
-    limit = pixels * (n < images).astype(jnp.int32)  # the last program's share may run past the batch
-    if pool:
-      g = _pooled_gradient_rows(*g_refs, n, p, width, height // pool, width // pool, features, pool, limit)
+    local = jnp.arange(block)
+    if grid == 'rows':
+      wpad = _pow2(width)
+      row, col = tile * (block // wpad) + local // wpad, local % wpad
+      valid, p = (row < height) & (col < width), None
     else:
-      g_offsets = p[:, None] * features + jnp.arange(features)[None, :]
-      g = plgpu.load(g_refs[0].at[n, g_offsets], mask=(p < limit)[:, None], other=0)
-    return tuple(acc + jnp.dot(g.T, _tap_rows(x_ref, n, p, dy, dx, height, width, channels, cpad, limit),
+      p = tile * block + local
+      row, col, valid = p // width, p % width, p < height * width
+    valid = valid & (n < images)  # the last program's share may run past the batch
+    if pool:
+      g = _pooled_gradient_rows(*g_refs, n, row, col, valid, height // pool, width // pool, features, pool)
+    else:
+      g_offsets = (row * width + col if p is None else p)[:, None] * features + jnp.arange(features)[None, :]
+      g = plgpu.load(g_refs[0].at[n, g_offsets], mask=valid[:, None], other=0)
+    return tuple(acc + jnp.dot(g.T, _tap_rows(x_ref, n, row, col, valid, dy, dx, height, width, channels, cpad, p),
                                preferred_element_type=jnp.float32)
                  for dx, acc in enumerate(accs))
 
@@ -171,12 +186,15 @@ def _filter_grad(x, g, tiling: Tiling, first=None):
   features = g.shape[-1]
   pool = height // g.shape[1] if first is not None else 0
   cpad, block = _cpad(channels), tiling.wgrad_block
-  tiles = images * pl.cdiv(height * width, block)
+  if tiling.wgrad_grid == 'rows':
+    block = max(block, _pow2(width))  # whole padded rows
+  tiles = images * _tiles_per_image(height, width, block, tiling.wgrad_grid)
   programs = min(tiling.wgrad_programs, tiles)
   per_program = pl.cdiv(tiles, programs)
   programs = pl.cdiv(tiles, per_program)
   kernel = functools.partial(_wgrad_kernel, height=height, width=width, channels=channels, features=features,
-                             block=block, images=images, tiles_per_program=per_program, pool=pool)
+                             block=block, images=images, tiles_per_program=per_program, pool=pool,
+                             grid=tiling.wgrad_grid)
   gradients = (g,) if first is None else (g, first)
   partial_sums = pl.pallas_call(
       kernel, grid=(3, programs),
