@@ -50,9 +50,8 @@ def _define_recipe_flags() -> None:
                             "zero channels after the 24, cuDNN's forward runs on 32, the filter gradient is "
                             'a Pallas implicit GEMM, per batch shard on several devices; '
                             "models/airbench.PaddedIgemmConv) or 'padded_igemm_pool' (the same, with the argmax "
-                            "max-pool after it fused into the filter gradient's loads; needs --pool_impl=argmax; measured slower). "
-                            'The same variables and model FLOPs (counted on '
-                            'nn.Conv) in each.'),
+                            "max-pool after it fused into the filter gradient's loads; needs --pool_impl=argmax; "
+                            'measured slower). The same variables and model FLOPs (counted on nn.Conv) in each.'),
       'tta_weighting': ("Weights of the TTA views: 'airbench' (1/4 image, 1/4 mirror, 1/8 each translated "
                         "view) or 'equal' (1/6 each, hiverge)."),
       'widths': 'Channel widths of the three conv groups.',

@@ -185,15 +185,16 @@ class ConvGroup(nn.Module):
       norm_act = lambda name: BatchNormAct(not train, act, self.bn_momentum, 1e-12, self.dtype, name=name)
     else:
       norm_act = lambda name: lambda v: act(norm(name)(v))
+    # 'padded_igemm_pool' pools inside (argmax pool; the recipe checks pool_impl).
+    pooled_inside = self.conv1_impl == 'padded_igemm_pool'
     if self.conv1_impl == 'kw_folded':
       x = KwFoldedConv(self.features, self.dtype, name='conv1')(x)
     elif self.conv1_impl in PADDED_CONV1_IMPLS:
-      # 'padded_igemm_pool' pools inside (argmax pool; the recipe checks pool_impl).
-      pool = 2 if self.conv1_impl == 'padded_igemm_pool' else 0
-      x = PaddedIgemmConv(self.features, self.in_channels, self.dtype, mesh=self.mesh, pool=pool, name='conv1')(x)
+      x = PaddedIgemmConv(self.features, self.in_channels, self.dtype, mesh=self.mesh, pool=2 if pooled_inside else 0,
+                          name='conv1')(x)
     else:
       x = conv('conv1')(x)
-    if self.conv1_impl != 'padded_igemm_pool':
+    if not pooled_inside:
       x = max_pool(x, 2, self.pool_impl)
     x = norm_act('norm1')(x)
     x = conv('conv2')(x)
@@ -314,7 +315,7 @@ class AirbenchConfig:
 class AirbenchNet(nn.Module):
   config: AirbenchConfig
   # The data-parallel mesh (dawnjax.parallel) the batch is sharded over, for the layers whose Pallas
-  # kernels XLA cannot split ('padded_igemm'); None on one device.
+  # kernels XLA cannot split (the padded block1 convs, the 'pallas' whitening); None or one device: whole.
   mesh: Any = None
 
   @nn.compact

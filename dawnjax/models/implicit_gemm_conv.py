@@ -237,16 +237,21 @@ def _conv_fwd(x, w, tiling, forward, mesh):
   return _forward_fn(forward, tiling, mesh)(x, w), (x, w)
 
 
+def _conv_grads(x, w, full, mesh, kernel_filter_grad, *gradients):
+  """(dx, dw) of the conv. dx is XLA's, from the full-size output gradient (only needed while the layer
+  below trains; XLA drops it otherwise). dw is kernel_filter_grad(x, *gradients), a Pallas kernel run per
+  batch shard on a mesh; where the kernels cannot run, XLA's from the full-size gradient."""
+  (dx,) = jax.vjp(lambda v: reference_conv3x3(v, w), x)[1](full)
+  if not pallas_support.kernels_available():
+    return dx, jax.vjp(lambda k: reference_conv3x3(x, k), w)[1](full)[0]
+  filter_grad = pallas_support.per_batch_shard(kernel_filter_grad, mesh, (P(DATA_AXIS),) * (1 + len(gradients)),
+                                               summed=True)
+  return dx, filter_grad(x, *gradients).astype(w.dtype)
+
+
 def _conv_bwd(tiling, forward, mesh, residuals, g):
   x, w = residuals
-  _, input_vjp = jax.vjp(lambda v: reference_conv3x3(v, w), x)
-  (dx,) = input_vjp(g)
-  if not pallas_support.kernels_available():
-    _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
-    return dx, filter_vjp(g)[0]
-  filter_grad = pallas_support.per_batch_shard(functools.partial(_filter_grad, tiling=tiling), mesh,
-                                               (P(DATA_AXIS), P(DATA_AXIS)), summed=True)
-  return dx, filter_grad(x, g).astype(w.dtype)
+  return _conv_grads(x, w, g, mesh, functools.partial(_filter_grad, tiling=tiling), g)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -288,18 +293,9 @@ def _conv_pool_fwd(x, w, pool, tiling, mesh):
 
 def _conv_pool_bwd(pool, tiling, mesh, residuals, g):
   x, w, first = residuals
-  _, height, width, _ = x.shape
-  full = gradient_to_first_max(g, first, pool, height % pool, width % pool)
-  # The input gradient (only while the layer below trains; XLA drops it otherwise) needs the full-size
-  # output gradient; the filter gradient reads the pooled one.
-  _, input_vjp = jax.vjp(lambda v: reference_conv3x3(v, w), x)
-  (dx,) = input_vjp(full)
-  if not pallas_support.kernels_available():
-    _, filter_vjp = jax.vjp(lambda k: reference_conv3x3(x, k), w)
-    return dx, filter_vjp(full)[0]
-  filter_grad = pallas_support.per_batch_shard(lambda x, g, first: _filter_grad(x, g, tiling, first=first), mesh,
-                                               (P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)), summed=True)
-  return dx, filter_grad(x, g, first).astype(w.dtype)
+  # The input gradient needs the full-size output gradient; the Pallas filter gradient reads the pooled one.
+  full = gradient_to_first_max(g, first, pool, x.shape[1] % pool, x.shape[2] % pool)
+  return _conv_grads(x, w, full, mesh, lambda x, g, first: _filter_grad(x, g, tiling, first=first), g, first)
 
 
 _conv_pool.defvjp(_conv_pool_fwd, _conv_pool_bwd)

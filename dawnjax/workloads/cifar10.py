@@ -64,7 +64,7 @@ def build_model(recipe: CifarRecipe, mesh: Mesh | None = None) -> AirbenchNet:
       widths=tuple(recipe.widths), bn_momentum=recipe.bn_momentum, logit_scale=logit_scale,
       dtype=recipe.dtype, gelu_approximate=recipe.gelu_approximate, pool_impl=recipe.pool_impl,
       activation=recipe.activation, bn_impl=recipe.bn_impl, whiten_impl=recipe.whiten_impl,
-      block1_conv1_impl=recipe.block1_conv1_impl, whiten_fast_tanh=recipe.whiten_fast_tanh), mesh=mesh if mesh is not None and mesh.size > 1 else None)
+      block1_conv1_impl=recipe.block1_conv1_impl, whiten_fast_tanh=recipe.whiten_fast_tanh), mesh=mesh)
 
 
 def model_name(recipe: CifarRecipe) -> str:
