@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
@@ -700,6 +700,20 @@ if [ "$part" = igemm13 ]; then
   # default (Tiling has no flag).
   python3 kernels/implicit_gemm_bench.py 2>&1 | grep -v '^[IW]1' | tee $OUT/igemm13.txt
   python3 kernels/implicit_gemm_bench.py --pooled --quick 2>&1 | grep -v '^[IW]1' | tee -a $OUT/igemm13.txt
+fi
+if [ "$part" = trace13 ]; then
+  # rows13 (call 1): the served fast.flags network takes 0.243-0.247 ms per batch-1 call with device-resident input;
+  # the probe's floors are ~0.07-0.10 ms for a no-op call and ~0.075 ms of device work. kernels/latency_trace.py traces
+  # the calls and splits each into launch (call -> first kernel), device span and notice (last kernel -> the host
+  # returns), with the runtime's host events per call: with convolution command buffers (the benchmark's default)
+  # and without. Predicted: launch ~0.08-0.10, device ~0.075, notice ~0.05-0.08 ms. Then a profile of fast.flags as
+  # it now stands (the last one predates the whitening kernel's row grid and fast tanh).
+  for label in conv_cmdbuf default; do
+    XLA_FLAGS=$([ "$label" = default ] || echo --xla_gpu_enable_command_buffer=+CONVOLUTION) \
+      python3 kernels/latency_trace.py $RECIPE --trace_dir=/tmp/lt_$label --json=$OUT/latency_trace13_$label.json 2>&1 \
+      | grep -v '^[IW]1' | tee $OUT/latency_trace13_$label.txt
+  done
+  profile fast13 $RECIPE
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

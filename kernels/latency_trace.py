@@ -1,0 +1,185 @@
+"""Where one batch-1 call's time goes, from a profiler trace of the calls (issue 6).
+
+kernels/latency_probe.py times whole calls; this traces them. Each call runs inside a named
+annotation, so the trace holds, on one clock, the call's host span and the device kernels it
+launched. Per call it splits the wall time into:
+
+  launch   annotation start -> the first kernel starts (Python, JAX's and PJRT's dispatch, the
+           command-buffer launch, the GPU picking the work up)
+  device   first kernel start -> last kernel end (kernels and the gaps between them)
+  notice   last kernel end -> annotation end (the host learning that the work is done, and any
+           work after the wait inside the annotation)
+
+and lists the host-side events inside the calls (PJRT, thunks, command buffers) by time per call.
+Rows, each after --warmup untraced calls and timed once more without the profiler:
+
+  noop       jit(x + 1) on a device-resident image, waited on
+  served     the served classify (weights compiled in, as the benchmark's 'auto'), waited on
+  readback   the benchmark's 'device' mode: served + the label read back after the clock stops
+             (the read-back has its own annotation, outside the timed part)
+
+Fresh weights (latency does not depend on their values). XLA flags come from the environment: run
+it with XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION to match the benchmark's default.
+
+  python3 kernels/latency_trace.py --flagfile=experiments/cifar10/fast.flags --trace_dir=/tmp/lt
+"""
+import collections
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trace_summary  # noqa: E402
+
+from dawnjax.experiments import cifar10 as cifar_entry  # noqa: E402  (defines the recipe flags)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('calls', 300, 'Traced calls per row (and as many timed without the profiler).')
+flags.DEFINE_integer('warmup', 300, 'Untraced calls before each row.')
+flags.DEFINE_string('trace_dir', '/tmp/latency_trace', 'Where the profiler writes its trace.')
+flags.DEFINE_string('json', None, 'Write the figures here too.')
+
+PREFIX = 'latency_call_'  # no ':' (TraceMe reads what follows one as metadata)
+
+
+def host_and_device(events: list[dict]) -> tuple[list[dict], list[dict]]:
+  """(host complete events, device kernels) of a perfetto trace."""
+  kernels = trace_summary.device_kernels(events)
+  device_ids = {e['pid'] for e in kernels}
+  host = [e for e in events if e.get('ph') == 'X' and e.get('pid') not in device_ids and 'dur' in e]
+  return host, kernels
+
+
+def split_calls(events: list[dict], row: str) -> dict:
+  """Per-call means (us) of a row's annotated calls: wall, launch, device span, notice, kernel time
+  and count; and the host events inside the calls by total time per call.
+
+  A kernel belongs to the call whose annotation it starts in (each call waits for its result
+  inside the annotation). Calls that launched no kernel (a CPU
+  run) count in `calls` but leave the device columns empty."""
+  host, kernels = host_and_device(events)
+  calls = sorted((e for e in host if e['name'] == PREFIX + row), key=lambda e: e['ts'])
+  if not calls:
+    raise ValueError(f'no annotated calls named {PREFIX + row!r} in the trace')
+  kernels = sorted(kernels, key=lambda e: e['ts'])
+  per_call = [[] for _ in calls]
+  k = 0
+  for i, c in enumerate(calls):
+    while k < len(kernels) and kernels[k]['ts'] < c['ts']:
+      k += 1
+    while k < len(kernels) and kernels[k]['ts'] < c['ts'] + c['dur']:
+      per_call[i].append(kernels[k])
+      k += 1
+  mean = lambda xs: sum(xs) / len(xs) if xs else None
+  with_kernels = [(c, ks) for c, ks in zip(calls, per_call) if ks]
+  first = lambda ks: min(e['ts'] for e in ks)
+  last = lambda ks: max(e['ts'] + e['dur'] for e in ks)
+  out = {'calls': len(calls), 'calls_with_kernels': len(with_kernels),
+         'wall_us': mean([c['dur'] for c in calls]),
+         'launch_us': mean([first(ks) - c['ts'] for c, ks in with_kernels]),
+         'device_us': mean([last(ks) - first(ks) for _, ks in with_kernels]),
+         'notice_us': mean([c['ts'] + c['dur'] - last(ks) for c, ks in with_kernels]),
+         'kernel_busy_us': mean([trace_summary.busy_microseconds(ks) for _, ks in with_kernels]),
+         'kernels_per_call': mean([len(ks) for _, ks in with_kernels])}
+  # Host events that start inside a call (any thread): what the runtime does per call.
+  inside = collections.Counter()
+  counts = collections.Counter()
+  c = 0
+  for e in sorted(host, key=lambda e: e['ts']):
+    if e['name'].startswith(PREFIX):
+      continue
+    while c < len(calls) and calls[c]['ts'] + calls[c]['dur'] < e['ts']:
+      c += 1
+    if c < len(calls) and calls[c]['ts'] <= e['ts']:
+      inside[e['name']] += e['dur']
+      counts[e['name']] += 1
+  out['host_events'] = [{'name': name, 'us_per_call': t / len(calls), 'per_call': counts[name] / len(calls)}
+                        for name, t in inside.most_common()]
+  return out
+
+
+def table(rows: dict[str, dict], untraced: dict[str, float], top: int) -> str:
+  fmt = lambda v: f'{v:8.1f}' if v is not None else f'{"-":>8}'
+  lines = [f'{"row":<10} {"untraced":>8} {"wall":>8} {"launch":>8} {"device":>8} {"notice":>8} {"busy":>8} '
+           f'{"kernels":>8}   (us per call; wall/launch/device/notice traced)']
+  for name, r in rows.items():
+    lines.append(f'{name:<10} {fmt(untraced[name])} {fmt(r["wall_us"])} {fmt(r["launch_us"])} '
+                 f'{fmt(r["device_us"])} {fmt(r["notice_us"])} {fmt(r["kernel_busy_us"])} {fmt(r["kernels_per_call"])}')
+  for name, r in rows.items():
+    lines += ['', f'{name}: host events inside the calls (us per call, count per call)']
+    for e in r['host_events'][:top]:
+      short = e['name'] if len(e['name']) < 80 else e['name'][:77] + '...'
+      lines.append(f'  {e["us_per_call"]:8.1f} {e["per_call"]:5.1f}  {short}')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from dawnjax.inference import latency
+  from dawnjax.inference.models import classifier
+  from dawnjax.workloads.cifar10 import build_model, inference_apply
+
+  recipe = cifar_entry.recipe_from_flags()
+  dev = jax.devices()[0]
+  n = FLAGS.calls
+  rng = np.random.default_rng(0)
+  items = [jax.device_put(rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8), dev) for _ in range(n)]
+  jax.block_until_ready(items)
+  model = build_model(recipe)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3), jnp.dtype(recipe.dtype)), train=False))(
+      jax.random.key(0))
+  variables = jax.device_put(variables, dev)
+  fn = classifier(inference_apply(recipe))
+  served = jax.jit(lambda x: fn(variables, x)).lower(items[0]).compile()
+  noop = jax.jit(lambda x: x + 1).lower(items[0]).compile()
+
+  served_call = lambda i: served(items[i]).block_until_ready()
+  calls = {'noop': lambda i: noop(items[i]).block_until_ready(), 'served': served_call, 'readback': served_call}
+  untraced = {}
+  for name, call in calls.items():
+    for i in range(FLAGS.warmup):
+      np.asarray(call(i % n))
+    total = 0
+    with latency.GcPaused():
+      for i in range(n):
+        start = time.perf_counter_ns()
+        out = call(i)
+        total += time.perf_counter_ns() - start
+        if name == 'readback':
+          np.asarray(out)
+    untraced[name] = total / 1e3 / n
+  # Without the Python tracer, whose per-function events would inflate the host side of each call.
+  options = jax.profiler.ProfileOptions()
+  options.python_tracer_level = 0
+  jax.profiler.start_trace(FLAGS.trace_dir, create_perfetto_trace=True, profiler_options=options)
+  with latency.GcPaused():
+    for name, call in calls.items():
+      for i in range(n):
+        with jax.profiler.TraceAnnotation(PREFIX + name):
+          out = call(i)
+        if name == 'readback':
+          with jax.profiler.TraceAnnotation('readback_after_clock'):
+            np.asarray(out)
+  jax.profiler.stop_trace()
+  events = trace_summary.load_events(FLAGS.trace_dir)
+  rows = {name: split_calls(events, name) for name in calls}
+  print(f'latency trace on {dev.device_kind}, jax {jax.__version__}, {n} calls per row; '
+        f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
+  print('untraced = the same calls timed one by one without the profiler (readback: the result read back after '
+        "each call's clock stops, as in the benchmark's 'device' mode)")
+  print(table(rows, untraced, FLAGS.top))  # --top: trace_summary's flag (host events listed per row)
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
+      json.dump({'device': dev.device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', ''), 'calls': n,
+                 'untraced_us': untraced, 'rows': rows}, f, indent=1)
+
+
+if __name__ == '__main__':
+  app.run(main)

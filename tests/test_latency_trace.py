@@ -1,0 +1,45 @@
+"""kernels/latency_trace.py: a traced batch-1 call split into launch, device span and completion notice."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'kernels'))
+import latency_trace  # noqa: E402
+
+HOST, GPU = 1, 2
+
+
+def _events():
+  call = lambda ts, dur, row='served': {'ph': 'X', 'pid': HOST, 'tid': 1, 'ts': ts, 'dur': dur,
+                                         'name': latency_trace.PREFIX + row}
+  kernel = lambda ts, dur, name='fusion': {'ph': 'X', 'pid': GPU, 'tid': 9, 'ts': ts, 'dur': dur, 'name': name}
+  host = lambda ts, dur, name: {'ph': 'X', 'pid': HOST, 'tid': 2, 'ts': ts, 'dur': dur, 'name': name}
+  return [
+      {'ph': 'M', 'pid': HOST, 'name': 'process_name', 'args': {'name': '/host:CPU'}},
+      {'ph': 'M', 'pid': GPU, 'name': 'process_name', 'args': {'name': '/device:GPU:0'}},
+      # Call 1: kernels 30..40 and 45..60 (busy 25 of a 30 us span), done at 100.
+      call(0, 100), kernel(30, 10), kernel(45, 15), host(5, 20, 'Execute'),
+      # Call 2: one kernel 250..270, done at 300.
+      call(200, 100), kernel(250, 20), host(210, 10, 'Execute'),
+      # Between the calls (a read-back after the clock) and in another row: not counted.
+      host(120, 30, 'readback'), call(400, 50, 'noop'), kernel(420, 5),
+  ]
+
+
+def test_split_calls_separates_launch_device_and_notice():
+  r = latency_trace.split_calls(_events(), 'served')
+  assert r['calls'] == r['calls_with_kernels'] == 2
+  assert r['wall_us'] == 100
+  assert r['launch_us'] == (30 + 50) / 2
+  assert r['device_us'] == (30 + 20) / 2
+  assert r['notice_us'] == (40 + 30) / 2
+  assert r['kernel_busy_us'] == (25 + 20) / 2
+  assert r['kernels_per_call'] == 1.5
+  assert r['host_events'] == [{'name': 'Execute', 'us_per_call': 15.0, 'per_call': 1.0}]
+  assert latency_trace.split_calls(_events(), 'noop')['device_us'] == 5
+
+
+def test_split_calls_names_a_missing_row():
+  with pytest.raises(ValueError, match='no annotated calls named'):
+    latency_trace.split_calls(_events(), 'readback')
