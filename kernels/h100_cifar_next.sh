@@ -35,17 +35,18 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
-# profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped;
+# profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program (since the thirteenth
+# session's queued dispatches: the largest step program, the chunk one) dumped;
 # $OUT/profile_NAME.md names each kernel by its JAX op.
 profile() {
   local name=$1; shift
   echo "prof_$name 1 -- $* --profile_epochs=3:4" > /tmp/p_$name.txt
-  XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*epoch_fn.*" \
+  XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*(epoch_fn|steps_fn).*" \
     bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
   # The last compiled epoch program: with --prune_frozen_grads the one the profiled epochs run.
-  local H=$(ls /tmp/hlo_$name/*epoch_fn*after_optimizations.txt | grep -v buffer | tail -1)
+  local H=$(ls -S /tmp/hlo_$name/*_fn*after_optimizations.txt | grep -v buffer | head -1)
   python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
     > $OUT/profile_$name.md
   head -12 $OUT/profile_$name.md; gzip -c $H > $OUT/hlo/epoch_$name.txt.gz
@@ -714,6 +715,22 @@ if [ "$part" = trace13 ]; then
       | grep -v '^[IW]1' | tee $OUT/latency_trace13_$label.txt
   done
   profile fast13 $RECIPE
+fi
+if [ "$part" = queue13 ]; then
+  # trace13's profile of fast.flags: each chunk boundary of the epoch loop leaves the GPU idle ~0.32 ms (the host
+  # reads the outer loop's predicate back, wakes, relaunches), and each piece starts ~0.64 ms after its
+  # host-to-device copies of the epoch and step numbers. Now each piece is a queue of dispatches of step programs
+  # with static trip counts (chunks of 8 steps, then single steps) and device-resident numbers, no host wait until
+  # the epoch ends. ABBA against the previous commit's code (PYTHONPATH=$OLD), a profile, then the wall rows (the
+  # programs changed: three step programs instead of two epoch programs). Predicted -1..-2% timed; compile +-1 s.
+  # PYTHONSAFEPATH (Python >= 3.11): `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH,
+  # so without it the "old" rows would import this directory's dawnjax (as seventh-session wall7's did).
+  OLD=${OLD:?OLD=path of a snapshot of the previous commit}
+  where=$(PYTHONSAFEPATH=1 PYTHONPATH=$OLD python3 -c 'import dawnjax; print(dawnjax.__file__)')
+  echo "old rows import $where"; case $where in $OLD/*) ;; *) echo "old rows would not run $OLD"; exit 1;; esac
+  abba loop "PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE" queue "-- $RECIPE"
+  profile queue13 $RECIPE
+  wall_rows 2 | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

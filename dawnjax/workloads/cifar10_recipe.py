@@ -27,13 +27,13 @@ class CifarRecipe:
   # Steps after whiten_bias_epochs run a second compiled program that does not differentiate the
   # frozen whitening layer, so block1's first input gradient (the largest convolution backward)
   # and the bias reduction are never computed (hiverge turns off requires_grad). The epoch in
-  # which the bias freezes runs as two dispatches. False: one program for every step, whose
+  # which the bias freezes runs as two pieces. False: one program for every step, whose
   # whitening bias updates are zeroed.
   prune_frozen_grads: bool = True
-  # Steps per host round trip in the epoch program: > 1 runs them as an inner loop with a compile-time
-  # trip count, which XLA runs without reading its predicate back to the host after every step (a
-  # ~50 us idle gap per step on an H200); the steps left over run one round trip each. 1 = one
-  # round trip per step. The same steps in the same order either way.
+  # Steps per dispatch: each piece of an epoch runs as whole chunks of this many steps (a loop whose
+  # trip count XLA knows, so it never reads a predicate back to the host) and then single steps, all
+  # queued by the host without waiting in between. 1 = one dispatch per step. The same steps in the
+  # same order either way.
   loop_chunk: int = 1
   # SGD (airbench94 units: lr and weight decay per 1024 examples, decoupled from momentum).
   lr: float = 11.5
