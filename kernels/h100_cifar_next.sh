@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program (since the thirteenth
 # session's queued dispatches: the largest step program, the chunk one) dumped;
@@ -731,6 +731,26 @@ if [ "$part" = queue13 ]; then
   abba loop "PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE" queue "-- $RECIPE"
   profile queue13 $RECIPE
   wall_rows 2 | bash kernels/h100_cifar_speed_ab.sh
+fi
+if [ "$part" = hybrid13 ]; then
+  # queue13 (call 3): the queued chunk dispatches compiled 7 s faster (16.0-16.6 vs 23.2-24.3 s; cold wall 24.4 s)
+  # but ran 1.5% slower (0.8132 / 0.8136 vs 0.8014 / 0.8019 s): the chunk boundaries' idle went, yet nearly every
+  # kernel boundary now has a < 1 us gap (0.084 vs 0.018 ms per step). --chunk_loop=device keeps the new programs
+  # (the compile win: single-step programs, the step compiled once per program) but loops over a piece's chunks on
+  # the device as before. ABCCBA, 20 seeds each: the previous commit's code, --chunk_loop=host, =device. Predicted:
+  # device ~ the old code's time, compile ~ host's. Then device's wall rows.
+  OLD=${OLD:?OLD=path of a snapshot of the previous commit}
+  where=$(PYTHONSAFEPATH=1 PYTHONPATH=$OLD python3 -c 'import dawnjax; print(dawnjax.__file__)')
+  echo "old rows import $where"; case $where in $OLD/*) ;; *) echo "old rows would not run $OLD"; exit 1;; esac
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+loop 20 PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE
+host 20 -- $RECIPE --chunk_loop=host
+device 20 -- $RECIPE --chunk_loop=device
+device_b 20 -- $RECIPE --chunk_loop=device
+host_b 20 -- $RECIPE --chunk_loop=host
+loop_b 20 PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE
+VARIANTS
+  RECIPE="$RECIPE --chunk_loop=device"; wall_rows 1 | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -31,6 +31,9 @@ def _define_recipe_flags() -> None:
                      'steps (a loop whose trip count XLA knows, so the device never waits for the host to read '
                      'a loop predicate back) and then single steps, without waiting in between; 1 = one '
                      'dispatch per step. The same steps in the same order.'),
+      'chunk_loop': ("Who loops over a piece's whole chunks of --loop_chunk steps: 'host' (one dispatch per "
+                     "chunk, queued without waiting) or 'device' (one dispatch loops over them; the host reads "
+                     "the loop predicate back once per chunk). Leftover steps are single-step dispatches."),
       'tta_fraction': ('Selective TTA: the fraction of test images, least confident first, that get '
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "

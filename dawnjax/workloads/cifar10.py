@@ -354,23 +354,29 @@ class Cifar10Workload(Workload):
         flips = jax.random.bernoulli(jax.random.fold_in(ekey, 1), 0.5, (n_train,))
       return perm, flips
 
-    def steps_fn(st: TrainState, loss_sum, images, labels, perm, flips, epoch, start, whiten_trainable, steps):
-      """Steps [start, start + steps) of `epoch`, `steps` static: a loop whose trip count XLA knows runs
-      without copying its predicate to the host after each iteration, so the host can queue the next
-      dispatch while this one runs. The loss is added to loss_sum."""
+    def steps_fn(st: TrainState, loss_sum, images, labels, perm, flips, epoch, start, chunks, whiten_trainable, steps):
+      """Steps [start, start + chunks * steps) of `epoch`, `steps` static. A loop whose trip count XLA knows runs
+      without copying its predicate to the host after each iteration, so the host can queue the next dispatch
+      while this one runs; with --chunk_loop=device the (dynamic) number of chunks is a loop around it, one
+      host round trip per chunk. The loss is added to loss_sum."""
       ekey = jax.random.fold_in(st.key, epoch + 1)
 
-      def body(j, carry):
+      def body(i, carry):
         st, loss_sum = carry
-        i = start + j
         idx = jax.lax.with_sharding_constraint(jax.lax.dynamic_slice(perm, (i * bs,), (bs,)), split)
         x, y = augmented_batch(images, labels, idx, flips, jax.random.fold_in(ekey, i + 2))
         st, loss = train_step(st, x, y, whiten_trainable)
         return st, loss_sum + loss
 
+      def chunk(c, carry):
+        first = start + c * steps
+        return jax.lax.fori_loop(0, steps, lambda j, carry: body(first + j, carry), carry)
+
       if steps == 1:
-        return body(0, (st, loss_sum))
-      return jax.lax.fori_loop(0, steps, body, (st, loss_sum))
+        return body(start, (st, loss_sum))
+      if r.chunk_loop == 'device':
+        return jax.lax.fori_loop(0, chunks, chunk, (st, loss_sum))
+      return chunk(0, (st, loss_sum))
 
     def logits_fn(params, batch_stats, x, tta_level):
       net = lambda v: model.apply({'params': params, 'batch_stats': batch_stats}, v, train=False)
@@ -427,7 +433,7 @@ class Cifar10Workload(Workload):
     order = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), order)
     programs = sorted(self.step_programs(), reverse=True)  # (True, k) first: the most convolutions
     lower_steps = lambda v, k: self._steps_fn.lower(state, scalar(jnp.float32), self.train_images, self.train_labels,
-                                                   *order, scalar(jnp.int32), scalar(jnp.int32),
+                                                   *order, scalar(jnp.int32), scalar(jnp.int32), scalar(jnp.int32),
                                                    whiten_trainable=v, steps=k)
     # The plain (level 0) program serves only the per-epoch evaluations unless the final one is plain.
     levels = sorted({self.recipe.tta_level} | ({0} if epoch_evals else set()))
@@ -477,8 +483,8 @@ class Cifar10Workload(Workload):
     """Every epoch number and first step the step programs take, on the devices before any timed epoch:
     a host integer passed to a compiled call is a host-to-device copy in front of it."""
     rep = parallel.replicated(self.mesh)
-    values = set(range(self.num_epochs)) | {start for e in range(self.num_epochs) for _, lo, hi in
-                                            self.epoch_segments(e) for start, _ in self.dispatches(lo, hi)}
+    values = set(range(self.num_epochs)) | {n for e in range(self.num_epochs) for _, lo, hi in self.epoch_segments(e)
+                                            for start, _, chunks in self.dispatches(lo, hi) for n in (start, chunks)}
     self._indices = {i: jax.device_put(np.int32(i), rep) for i in sorted(values)}
     self._zero_loss = jax.device_put(np.float32(0), rep)
 
@@ -532,17 +538,23 @@ class Cifar10Workload(Workload):
   def init(self, seed: int) -> TrainState:
     return self._init_c(np.uint32(seed), self.train_images)
 
-  def dispatches(self, lo: int, hi: int) -> list[tuple[int, int]]:
-    """(first step, steps) of each dispatch that runs steps [lo, hi): whole chunks of --loop_chunk steps,
-    then one step at a time (each dispatch size is a program, so the leftover reuses the one-step one)."""
+  def dispatches(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """(first step, steps per chunk, chunks) of each dispatch that runs steps [lo, hi): the whole chunks of
+    --loop_chunk steps (one dispatch each, or all in one with --chunk_loop=device), then one step at a time
+    (each chunk size is a program, so the leftover reuses the one-step one)."""
     k = self.recipe.loop_chunk
-    chunks = (hi - lo) // k
-    return [(lo + c * k, k) for c in range(chunks)] + [(s, 1) for s in range(lo + chunks * k, hi)]
+    chunks = (hi - lo) // k if k > 1 else 0
+    singles = [(s, 1, 1) for s in range(lo + chunks * k, hi)]
+    if not chunks:
+      return singles
+    if self.recipe.chunk_loop == 'device':
+      return [(lo, k, chunks)] + singles
+    return [(lo + c * k, k, 1) for c in range(chunks)] + singles
 
   def step_programs(self, epoch: int | None = None) -> set[tuple[bool, int]]:
     """The (whiten_trainable, steps) step programs that `epoch` (default: any epoch) dispatches."""
     epochs = range(self.num_epochs) if epoch is None else (epoch,)
-    return {(v, k) for e in epochs for v, lo, hi in self.epoch_segments(e) for _, k in self.dispatches(lo, hi)}
+    return {(v, k) for e in epochs for v, lo, hi in self.epoch_segments(e) for _, k, _ in self.dispatches(lo, hi)}
 
   def epoch_segments(self, epoch: int) -> tuple[tuple[bool, int, int], ...]:
     """The (whiten_trainable, first step, end step) pieces that run `epoch`, in order: with
@@ -558,9 +570,10 @@ class Cifar10Workload(Workload):
     perm, flips = self._order_c(state.key, self._indices[epoch])
     loss_sum = self._zero_loss
     for trainable, lo, hi in self.epoch_segments(epoch):
-      for start, steps in self.dispatches(lo, hi):
-        state, loss_sum = self._steps_c[(trainable, steps)](state, loss_sum, self.train_images, self.train_labels,
-                                                            perm, flips, self._indices[epoch], self._indices[start])
+      for start, steps, chunks in self.dispatches(lo, hi):
+        state, loss_sum = self._steps_c[(trainable, steps)](
+            state, loss_sum, self.train_images, self.train_labels, perm, flips, self._indices[epoch],
+            self._indices[start], self._indices[chunks])
     return state, {'train_loss': loss_sum / max(self.steps_in_epoch(epoch) * self.recipe.batch_size, 1)}
 
   def _eval_level(self, final: bool) -> int:
