@@ -37,15 +37,15 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
 part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
-# profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program (since the thirteenth
-# session's queued dispatches: the largest step program, the chunk one) dumped;
+# profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
+# jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
+# measured in parts queue13/hybrid13 and reverted);
 # $OUT/profile_NAME.md names each kernel by its JAX op.
 profile() {
   local name=$1; shift
   echo "prof_$name 1 -- $* --profile_epochs=3:4" > /tmp/p_$name.txt
   XLA_FLAGS="--xla_dump_to=/tmp/hlo_$name --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*(epoch_fn|steps_fn).*" \
     bash kernels/h100_cifar_speed_ab.sh /tmp/p_$name.txt
-  # The last compiled epoch program: with --prune_frozen_grads the one the profiled epochs run.
   local H=$(ls -S /tmp/hlo_$name/*_fn*after_optimizations.txt | grep -v buffer | head -1)
   python3 kernels/trace_summary.py $OUT/runs/prof_$name/tensorboard/profile --per=${PER:-auto} --top=45 --hlo=$H \
     > $OUT/profile_$name.md
@@ -717,6 +717,7 @@ if [ "$part" = trace13 ]; then
   profile fast13 $RECIPE
 fi
 if [ "$part" = queue13 ]; then
+  # Ran at commit 60f1164 (the queued step programs, reverted after hybrid13); OLD = a snapshot of 65a808d.
   # trace13's profile of fast.flags: each chunk boundary of the epoch loop leaves the GPU idle ~0.32 ms (the host
   # reads the outer loop's predicate back, wakes, relaunches), and each piece starts ~0.64 ms after its
   # host-to-device copies of the epoch and step numbers. Now each piece is a queue of dispatches of step programs
@@ -733,6 +734,7 @@ if [ "$part" = queue13 ]; then
   wall_rows 2 | bash kernels/h100_cifar_speed_ab.sh
 fi
 if [ "$part" = hybrid13 ]; then
+  # Ran at commit e45805a (--chunk_loop, reverted with the step programs after this call); OLD = 65a808d.
   # queue13 (call 3): the queued chunk dispatches compiled 7 s faster (16.0-16.6 vs 23.2-24.3 s; cold wall 24.4 s)
   # but ran 1.5% slower (0.8132 / 0.8136 vs 0.8014 / 0.8019 s): the chunk boundaries' idle went, yet nearly every
   # kernel boundary now has a < 1 us gap (0.084 vs 0.018 ms per step). --chunk_loop=device keeps the new programs

@@ -24,6 +24,7 @@ it with XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION to match the benc
   python3 kernels/latency_trace.py --flagfile=experiments/cifar10/fast.flags --trace_dir=/tmp/lt
 """
 import collections
+import importlib
 import json
 import os
 import sys
@@ -34,13 +35,18 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import trace_summary  # noqa: E402
 
-from dawnjax.experiments import cifar10 as cifar_entry  # noqa: E402  (defines the recipe flags)
-
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('calls', 300, 'Traced calls per row (and as many timed without the profiler).')
-flags.DEFINE_integer('warmup', 300, 'Untraced calls before each row.')
-flags.DEFINE_string('trace_dir', '/tmp/latency_trace', 'Where the profiler writes its trace.')
-flags.DEFINE_string('json', None, 'Write the figures here too.')
+
+
+def define_flags() -> None:
+  """This script's flags and the CIFAR-10 recipe's, defined only when it runs: a test imports the trace
+  arithmetic alone, in a process whose other modules define flags of the same names."""
+  importlib.import_module('dawnjax.experiments.cifar10')  # defines the recipe flags
+  flags.DEFINE_integer('calls', 300, 'Traced calls per row (and as many timed without the profiler).')
+  flags.DEFINE_integer('warmup', 300, 'Untraced calls before each row.')
+  flags.DEFINE_string('trace_dir', '/tmp/latency_trace', 'Where the profiler writes its trace.')
+  flags.DEFINE_string('json', None, 'Write the figures here too.')
+
 
 PREFIX = 'latency_call_'  # no ':' (TraceMe reads what follows one as metadata)
 
@@ -122,6 +128,7 @@ def main(argv):
   import jax.numpy as jnp
   import numpy as np
 
+  from dawnjax.experiments import cifar10 as cifar_entry
   from dawnjax.inference import latency
   from dawnjax.inference.models import classifier
   from dawnjax.workloads.cifar10 import build_model, inference_apply
@@ -182,4 +189,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -238,50 +238,39 @@ def conv_count(fn, *args) -> int:
   return str(jax.make_jaxpr(fn)(*args)).count('conv_general_dilated')
 
 
-def test_epoch_pieces_run_as_queued_chunks_of_steps_with_known_trip_counts_and_the_same_results():
+def test_chunked_epoch_loop_runs_the_same_steps_with_a_known_inner_trip_count():
   import jax
   data = learnable_data(n_train=512, n_test=64)
   runs = {}
-  for chunk, looping in ((1, 'host'), (3, 'host'), (3, 'device')):
+  for chunk in (1, 3):
     # 8 steps per epoch, the bias trains for 3: epoch 0 runs as pieces [0, 3) (one whole chunk) and
-    # [3, 8) (one chunk and two single steps); epoch 1 [0, 5) of the 1.6 epochs.
-    recipe = CifarRecipe(batch_size=64, epochs=1.6, whiten_bias_epochs=0.3, loop_chunk=chunk, chunk_loop=looping, **TINY)
+    # [3, 8) (one chunk and two leftover steps); epoch 1 [0, 5) of the 1.6 epochs.
+    recipe = CifarRecipe(batch_size=64, epochs=1.6, whiten_bias_epochs=0.3, loop_chunk=chunk, **TINY)
     wl = Cifar10Workload(recipe, parallel.make_mesh(1), data_loader=lambda: data)
     wl.load_data()
     wl.compile(epoch_evals=False)
     assert [wl.epoch_segments(e) for e in range(2)] == [((True, 0, 3), (False, 3, 8)), ((False, 0, 5),)]
-    if chunk == 3:
-      assert wl.dispatches(3, 8) == [(3, 3, 1), (6, 1, 1), (7, 1, 1)] and wl.dispatches(0, 2) == [(0, 1, 1), (1, 1, 1)]
-      assert wl.dispatches(0, 7) == ([(0, 3, 1), (3, 3, 1), (6, 1, 1)] if looping == 'host' else [(0, 3, 2), (6, 1, 1)])
-      assert set(wl._steps_c) == wl.step_programs() == {(True, 3), (False, 3), (False, 1)}
-      assert wl.step_programs(1) == {(False, 3), (False, 1)}
-    else:
-      assert wl.dispatches(3, 8) == [(s, 1, 1) for s in range(3, 8)]
-      assert set(wl._steps_c) == {(True, 1), (False, 1)}
-    # A chunk is a loop whose trip count XLA knows, and so is every other loop in a step program (the
-    # random bits' hash rounds on CPU), except the loop over chunks with --chunk_loop=device.
-    for (trainable, steps), program in wl._steps_c.items():
-      loops = [line for line in program.as_text().splitlines() if ' while(' in line]
-      unknown = [line for line in loops if 'known_trip_count' not in line]
-      assert len(unknown) == (looping == 'device' and steps > 1)
-      assert any('"n":"3"' in line for line in loops) == (steps == 3)
+    # XLA knows the inner loop's trip count; the bias program runs 3 steps once: one chunk, still chunked.
+    for trainable in (True, False):
+      assert ('"n":"3"' in wl._epoch_c[trainable].as_text()) == (chunk == 3)
     state, losses = wl.init(0), []
     for epoch in range(2):
       state, loss = wl.train_epoch(state, epoch)
       losses.append(float(loss['train_loss']))
-    runs[chunk, looping] = (state, losses)
-  # The same steps; XLA fuses a loop body and a lone step differently (f32 sums reassociated: up to
-  # 1.5e-7 absolute, 8e-6 relative after 13 steps).
-  (one, _), *chunked = runs.values()
-  for state, losses in chunked:
-    assert int(state.step) == int(one.step) == 13
-    np.testing.assert_allclose(losses, runs[1, 'host'][1], rtol=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(one.params)):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    runs[chunk] = (state, losses)
+  assert int(runs[3][0].step) == int(runs[1][0].step) == 13
+  np.testing.assert_allclose(runs[3][1], runs[1][1], rtol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(runs[3][0].params), jax.tree_util.tree_leaves(runs[1][0].params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # A program whose pieces are all shorter than a chunk keeps the plain loop (the step compiled once).
+  wl = Cifar10Workload(CifarRecipe(batch_size=64, epochs=1.6, whiten_bias_epochs=0.3, loop_chunk=4, **TINY),
+                       parallel.make_mesh(1), data_loader=lambda: data)
+  wl.load_data()
+  wl.compile(epoch_evals=False)
+  assert (wl.longest_segment(True), wl.longest_segment(False)) == (3, 5)
+  assert '"n":"4"' not in wl._epoch_c[True].as_text() and '"n":"4"' in wl._epoch_c[False].as_text()
   with pytest.raises(ConfigError, match='--loop_chunk'):
     CifarRecipe(loop_chunk=0).validate()
-  with pytest.raises(ConfigError, match='--chunk_loop'):
-    CifarRecipe(chunk_loop='gpu').validate()
 
 
 def test_steps_after_the_whitening_bias_freezes_drop_its_gradient_and_change_nothing_else():
@@ -298,7 +287,7 @@ def test_steps_after_the_whitening_bias_freezes_drop_its_gradient_and_change_not
     flops = wl.compile(epoch_evals=False)
     expected = [((True, 0, 2),)] * 3 if not prune else [((True, 0, 1), (False, 1, 2))] + [((False, 0, 2),)] * 2
     assert [wl.epoch_segments(e) for e in range(3)] == expected
-    assert sorted(wl._steps_c) == ([(False, 1), (True, 1)] if prune else [(True, 1)])
+    assert sorted(wl._epoch_c) == ([False, True] if prune else [True])
     state, biases, losses = wl.init(0), [], []
     for epoch in range(3):
       state, loss = wl.train_epoch(state, epoch)

@@ -27,13 +27,10 @@ def _define_recipe_flags() -> None:
                            'instruction (relative error ~2^-11, under a bf16 step except for near-zero outputs of '
                            'large negative inputs); needs --whiten_impl=pallas and --gelu_approximate. XLA (TPU) '
                            "and Pallas's CPU interpreter compute the exact form."),
-      'loop_chunk': ('Steps per dispatch: the host queues each piece of an epoch as whole chunks of this many '
-                     'steps (a loop whose trip count XLA knows, so the device never waits for the host to read '
-                     'a loop predicate back) and then single steps, without waiting in between; 1 = one '
-                     'dispatch per step. The same steps in the same order.'),
-      'chunk_loop': ("Who loops over a piece's whole chunks of --loop_chunk steps: 'host' (one dispatch per "
-                     "chunk, queued without waiting) or 'device' (one dispatch loops over them; the host reads "
-                     "the loop predicate back once per chunk). Leftover steps are single-step dispatches."),
+      'loop_chunk': ('Steps the epoch program runs per host round trip: > 1 runs them as an inner loop of '
+                     'that many steps whose trip count XLA knows, so the host does not read the loop '
+                     'predicate back after every step (the leftover steps still do); 1 = every step. The '
+                     'same steps in the same order.'),
       'tta_fraction': ('Selective TTA: the fraction of test images, least confident first, that get '
                        'the tta_level views (hiverge cifar10-speedrun uses 0.2); 1.0 = all.'),
       'bn_impl': ("BatchNorm + activation: 'flax' (nn.BatchNorm, autodiff backward) or 'fused' (same "
@@ -99,7 +96,7 @@ def _define_recipe_flags() -> None:
 _define_recipe_flags()
 flags.DEFINE_integer('train_subset', None, 'Use only the first N training images (tests, debugging).')
 flags.DEFINE_integer('test_subset', None, 'Use only the first N test images (tests, debugging).')
-flags.DEFINE_bool('warm_up', True, 'Execute init, the first epoch that runs each step program and the evaluations once on a throwaway seed '
+flags.DEFINE_bool('warm_up', True, 'Execute init, the first epoch of each epoch program and the evaluations once on a throwaway seed '
                   'before seed 0, counted as compile seconds (first-execution costs: module load, '
                   'cuDNN plans; ~0.25 s on an H100), as the published speedruns exclude their warm-up run.')
 

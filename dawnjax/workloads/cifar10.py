@@ -253,9 +253,7 @@ class Cifar10Workload(Workload):
     fns = self._program_functions(self.model)
     rep = parallel.replicated(self.mesh)
     self._init_fn = jax.jit(fns['init'], out_shardings=rep)
-    self._order_fn = jax.jit(fns['order'], out_shardings=rep)
-    self._steps_fn = jax.jit(fns['steps'], out_shardings=rep, donate_argnums=0,
-                             static_argnames=('whiten_trainable', 'steps'))
+    self._epoch_fn = jax.jit(fns['epoch'], out_shardings=rep, donate_argnums=0, static_argnames='whiten_trainable')
     self._train_step, self._logits_fn, self._augmented_batch = fns['train_step'], fns['logits'], fns['augmented_batch']
     self._eval_fns = {level: jax.jit(functools.partial(fns['eval'], tta_level=level), out_shardings=rep)
                       for level in {0, self.recipe.tta_level}}
@@ -268,6 +266,7 @@ class Cifar10Workload(Workload):
     dtype = jnp.dtype(r.dtype)
     n_train = self.num_train
     bs = r.batch_size
+    spe = self.steps_per_epoch
     total = self.total_steps
     split = parallel.batch_sharded(self.mesh)
 
@@ -343,23 +342,16 @@ class Cifar10Workload(Workload):
         x = augment.cutout(x, corners, r.cutout)
       return jax.lax.with_sharding_constraint(x, split), labels[idx]
 
-    def order_fn(key, epoch):
-      """The epoch's example order and flips, which every dispatch of its steps reads."""
-      ekey = jax.random.fold_in(key, epoch + 1)
+    def epoch_fn(st: TrainState, images, labels, epoch, steps, whiten_trainable):
+      """Steps [steps[0], steps[1]) of `epoch`; the loss is summed over the epoch's steps."""
+      ekey = jax.random.fold_in(st.key, epoch + 1)
       perm = jax.random.permutation(jax.random.fold_in(ekey, 0), n_train)
       if r.flip == 'alternating':
-        base = jax.random.bernoulli(jax.random.fold_in(key, 0x5EED), 0.5, (n_train,))
+        base = jax.random.bernoulli(jax.random.fold_in(st.key, 0x5EED), 0.5, (n_train,))
         flips = augment.alternating_flip(base, epoch)
       else:
         flips = jax.random.bernoulli(jax.random.fold_in(ekey, 1), 0.5, (n_train,))
-      return perm, flips
-
-    def steps_fn(st: TrainState, loss_sum, images, labels, perm, flips, epoch, start, chunks, whiten_trainable, steps):
-      """Steps [start, start + chunks * steps) of `epoch`, `steps` static. A loop whose trip count XLA knows runs
-      without copying its predicate to the host after each iteration, so the host can queue the next dispatch
-      while this one runs; with --chunk_loop=device the (dynamic) number of chunks is a loop around it, one
-      host round trip per chunk. The loss is added to loss_sum."""
-      ekey = jax.random.fold_in(st.key, epoch + 1)
+      n_steps = jnp.clip(total - epoch * spe, 0, spe)
 
       def body(i, carry):
         st, loss_sum = carry
@@ -368,15 +360,20 @@ class Cifar10Workload(Workload):
         st, loss = train_step(st, x, y, whiten_trainable)
         return st, loss_sum + loss
 
-      def chunk(c, carry):
-        first = start + c * steps
-        return jax.lax.fori_loop(0, steps, lambda j, carry: body(first + j, carry), carry)
-
-      if steps == 1:
-        return body(start, (st, loss_sum))
-      if r.chunk_loop == 'device':
-        return jax.lax.fori_loop(0, chunks, chunk, (st, loss_sum))
-      return chunk(0, (st, loss_sum))
+      lo, hi = steps[0], jnp.minimum(steps[1], n_steps)
+      carry = (st, jnp.zeros([], jnp.float32))
+      if r.loop_chunk > 1 and self.longest_segment(whiten_trainable) >= r.loop_chunk:
+        # XLA runs a while loop whose trip count it knows without copying the predicate to the host and
+        # waiting for it after each iteration (an idle gap of ~50 us per step on an H200): whole chunks run
+        # as such an inner loop, one host round trip each; the leftover steps below one each. A program
+        # whose pieces are all shorter than a chunk keeps the plain loop: the step compiled once, not twice.
+        k = r.loop_chunk
+        chunks = jnp.maximum(hi - lo, 0) // k
+        chunk = lambda c, carry: jax.lax.fori_loop(0, k, lambda j, cr: body(lo + c * k + j, cr), carry)
+        carry = jax.lax.fori_loop(0, chunks, chunk, carry)
+        lo = lo + chunks * k
+      st, loss_sum = jax.lax.fori_loop(lo, hi, body, carry)
+      return st, {'train_loss': loss_sum / jnp.maximum(n_steps * bs, 1)}
 
     def logits_fn(params, batch_stats, x, tta_level):
       net = lambda v: model.apply({'params': params, 'batch_stats': batch_stats}, v, train=False)
@@ -413,44 +410,38 @@ class Cifar10Workload(Workload):
       tta = jax.lax.map(chunk_logits(tta_level), chunked(images[padded_idx])).reshape(padded_idx.shape[0], -1)
       return count(logits.at[idx].set(tta[:selected]))
 
-    return {'init': init_fn, 'order': order_fn, 'steps': steps_fn, 'train_step': train_step, 'logits': logits_fn,
+    return {'init': init_fn, 'epoch': epoch_fn, 'train_step': train_step, 'logits': logits_fn,
             'augmented_batch': augmented_batch, 'eval': eval_fn}
 
   def compile(self, *, epoch_evals: bool = True) -> FlopCounts:
     """Compiles on worker threads while this thread traces and lowers the next programs.
 
-    init and the first step program (the one that differentiates the whitening bias, when it runs)
-    compile first, one after the other: its convolution autotuning is most of a cold compile, and two
-    programs autotuning at once would time their candidates against each other. The other programs
-    reuse its autotuning results (same convolution shapes) and then compile side by side.
+    init and the first epoch program compile first, one after the other: the epoch program's
+    convolution autotuning is most of a cold compile, and two programs autotuning at once would
+    time their candidates against each other. The other programs reuse its autotuning results
+    (same convolution shapes) and then compile side by side.
     """
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
     rep = parallel.replicated(self.mesh)
     state = jax.eval_shape(self._init_fn, seed, self.train_images)
     state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
-    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype, sharding=rep)
-    order = jax.eval_shape(self._order_fn, state.key, scalar(jnp.int32))
-    order = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), order)
-    programs = sorted(self.step_programs(), reverse=True)  # (True, k) first: the most convolutions
-    lower_steps = lambda v, k: self._steps_fn.lower(state, scalar(jnp.float32), self.train_images, self.train_labels,
-                                                   *order, scalar(jnp.int32), scalar(jnp.int32), scalar(jnp.int32),
-                                                   whiten_trainable=v, steps=k)
+    epoch, steps = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.int32)
+    variants = sorted({v for e in range(self.num_epochs) for v, _, _ in self.epoch_segments(e)}, reverse=True)
+    lower_epoch = lambda v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch, steps,
+                                                 whiten_trainable=v)
     # The plain (level 0) program serves only the per-epoch evaluations unless the final one is plain.
     levels = sorted({self.recipe.tta_level} | ({0} if epoch_evals else set()))
-    with concurrent.futures.ThreadPoolExecutor(max(len(programs) + len(levels), 1)) as pool:
-      init_lowered, first_lowered = self._init_fn.lower(seed, self.train_images), lower_steps(*programs[0])
+    with concurrent.futures.ThreadPoolExecutor(max(len(variants) + len(levels) - 1, 1)) as pool:
+      init_lowered, first_lowered = self._init_fn.lower(seed, self.train_images), lower_epoch(variants[0])
       first = pool.submit(lambda: (init_lowered.compile(), first_lowered.compile()))
-      rest = {('steps', p): lower_steps(*p) for p in programs[1:]}
-      rest[('order', None)] = self._order_fn.lower(state.key, scalar(jnp.int32))
+      rest = {('epoch', v): lower_epoch(v) for v in variants[1:]}
       rest.update({('eval', level): self._eval_fns[level].lower(state.params, state.batch_stats, self.test_images,
                                                                 self.test_labels) for level in levels})
-      flop_counts = self._flop_counts(state, sorted({v for v, _ in programs}))
+      flop_counts = self._flop_counts(state, variants)
       self._init_c, first_c = first.result()
       compiled = dict(zip(rest, pool.map(lambda lowered: lowered.compile(), rest.values())))
-    self._steps_c = {programs[0]: first_c, **{p: c for (kind, p), c in compiled.items() if kind == 'steps'}}
-    self._order_c = compiled[('order', None)]
+    self._epoch_c = {variants[0]: first_c, **{v: c for (kind, v), c in compiled.items() if kind == 'epoch'}}
     self._eval_c = {level: c for (kind, level), c in compiled.items() if kind == 'eval'}
-    self._put_indices()
     return flop_counts
 
   def program_fingerprint(self, *, epoch_evals: bool = True) -> dict[str, Any] | None:
@@ -465,28 +456,14 @@ class Cifar10Workload(Workload):
             'mesh': (dict(self.mesh.shape), [d.id for d in self.mesh.devices.flat])}
 
   def compiled_programs(self) -> dict[str, Any]:
-    return {'init': self._init_c, 'order': self._order_c,
-            **{f'steps/whiten_trainable={v}/steps={k}': c for (v, k), c in self._steps_c.items()},
+    return {'init': self._init_c,
+            **{f'epoch/whiten_trainable={v}': c for v, c in self._epoch_c.items()},
             **{f'eval/tta_level={level}': c for level, c in self._eval_c.items()}}
 
   def restore_programs(self, programs: dict[str, Any]) -> None:
-    self._init_c, self._order_c = programs['init'], programs['order']
-    self._steps_c = {}
-    for name, c in programs.items():
-      if name.startswith('steps/'):
-        trainable, steps = (part.split('=')[1] for part in name.split('/')[1:])
-        self._steps_c[(trainable == 'True', int(steps))] = c
+    self._init_c = programs['init']
+    self._epoch_c = {name.endswith('True'): c for name, c in programs.items() if name.startswith('epoch/')}
     self._eval_c = {int(name.rsplit('=', 1)[1]): c for name, c in programs.items() if name.startswith('eval/')}
-    self._put_indices()
-
-  def _put_indices(self) -> None:
-    """Every epoch number and first step the step programs take, on the devices before any timed epoch:
-    a host integer passed to a compiled call is a host-to-device copy in front of it."""
-    rep = parallel.replicated(self.mesh)
-    values = set(range(self.num_epochs)) | {n for e in range(self.num_epochs) for _, lo, hi in self.epoch_segments(e)
-                                            for start, _, chunks in self.dispatches(lo, hi) for n in (start, chunks)}
-    self._indices = {i: jax.device_put(np.int32(i), rep) for i in sorted(values)}
-    self._zero_loss = jax.device_put(np.float32(0), rep)
 
   def _flop_counts(self, state, variants: Sequence[bool]) -> FlopCounts:
     """Per-example model FLOPs (convs + matmuls) of one train step and one TTA eval forward."""
@@ -522,12 +499,12 @@ class Cifar10Workload(Workload):
   def warm_up(self) -> None:
     if not self._warm_up:
       return
-    # A seed no run uses; the state is discarded. The first epoch that runs each step program +
+    # A seed no run uses; the state is discarded. The first epoch that runs each epoch program +
     # the compiled evaluations touch every program. (Two steps per program were tried: on an H100
     # after a cold compile, seed 0's first epoch then took 0.12 s longer; whole epochs do not.)
-    state, pending = self.init(2**31 - 1), set(self._steps_c)
+    state, pending = self.init(2**31 - 1), set(self._epoch_c)
     for epoch in range(self.num_epochs):
-      programs = self.step_programs(epoch)
+      programs = {v for v, _, _ in self.epoch_segments(epoch)}
       if programs & pending:
         state, _ = self.train_epoch(state, epoch)
         pending -= programs
@@ -538,23 +515,10 @@ class Cifar10Workload(Workload):
   def init(self, seed: int) -> TrainState:
     return self._init_c(np.uint32(seed), self.train_images)
 
-  def dispatches(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
-    """(first step, steps per chunk, chunks) of each dispatch that runs steps [lo, hi): the whole chunks of
-    --loop_chunk steps (one dispatch each, or all in one with --chunk_loop=device), then one step at a time
-    (each chunk size is a program, so the leftover reuses the one-step one)."""
-    k = self.recipe.loop_chunk
-    chunks = (hi - lo) // k if k > 1 else 0
-    singles = [(s, 1, 1) for s in range(lo + chunks * k, hi)]
-    if not chunks:
-      return singles
-    if self.recipe.chunk_loop == 'device':
-      return [(lo, k, chunks)] + singles
-    return [(lo + c * k, k, 1) for c in range(chunks)] + singles
-
-  def step_programs(self, epoch: int | None = None) -> set[tuple[bool, int]]:
-    """The (whiten_trainable, steps) step programs that `epoch` (default: any epoch) dispatches."""
-    epochs = range(self.num_epochs) if epoch is None else (epoch,)
-    return {(v, k) for e in epochs for v, lo, hi in self.epoch_segments(e) for _, k, _ in self.dispatches(lo, hi)}
+  def longest_segment(self, whiten_trainable: bool) -> int:
+    """The most steps one dispatch of that epoch program runs (epoch_segments), 0 if it never runs."""
+    return max((hi - lo for e in range(self.num_epochs) for v, lo, hi in self.epoch_segments(e)
+                if v == whiten_trainable), default=0)
 
   def epoch_segments(self, epoch: int) -> tuple[tuple[bool, int, int], ...]:
     """The (whiten_trainable, first step, end step) pieces that run `epoch`, in order: with
@@ -566,15 +530,13 @@ class Cifar10Workload(Workload):
     return tuple(seg for seg in ((True, 0, split), (False, split, n)) if seg[2] > seg[1])
 
   def train_epoch(self, state: TrainState, epoch: int):
-    # Every dispatch is queued without a host sync in between; the loss adds up over the epoch's steps.
-    perm, flips = self._order_c(state.key, self._indices[epoch])
-    loss_sum = self._zero_loss
+    # Consecutive dispatches, no host sync in between; the pieces' losses add up to the epoch's mean.
+    scalars = None
     for trainable, lo, hi in self.epoch_segments(epoch):
-      for start, steps, chunks in self.dispatches(lo, hi):
-        state, loss_sum = self._steps_c[(trainable, steps)](
-            state, loss_sum, self.train_images, self.train_labels, perm, flips, self._indices[epoch],
-            self._indices[start], self._indices[chunks])
-    return state, {'train_loss': loss_sum / max(self.steps_in_epoch(epoch) * self.recipe.batch_size, 1)}
+      state, piece = self._epoch_c[trainable](state, self.train_images, self.train_labels, np.int32(epoch),
+                                              np.array([lo, hi], np.int32))
+      scalars = piece if scalars is None else jax.tree_util.tree_map(jnp.add, scalars, piece)
+    return state, scalars
 
   def _eval_level(self, final: bool) -> int:
     return self.recipe.tta_level if final else 0

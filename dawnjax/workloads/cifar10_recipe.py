@@ -14,7 +14,6 @@ from dawnjax.recipe_choices import (ACTIVATIONS, BN_IMPLS, CONV1_IMPLS, NS_COEFF
                                     WHITEN_IMPLS)
 
 TTA_WEIGHTINGS = ('airbench', 'equal')  # see workloads.cifar10.tta_view_list
-CHUNK_LOOPS = ('host', 'device')  # see CifarRecipe.chunk_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,19 +27,14 @@ class CifarRecipe:
   # Steps after whiten_bias_epochs run a second compiled program that does not differentiate the
   # frozen whitening layer, so block1's first input gradient (the largest convolution backward)
   # and the bias reduction are never computed (hiverge turns off requires_grad). The epoch in
-  # which the bias freezes runs as two pieces. False: one program for every step, whose
+  # which the bias freezes runs as two dispatches. False: one program for every step, whose
   # whitening bias updates are zeroed.
   prune_frozen_grads: bool = True
-  # Steps per dispatch: each piece of an epoch runs as whole chunks of this many steps (a loop whose
-  # trip count XLA knows, so it never reads a predicate back to the host) and then single steps, all
-  # queued by the host without waiting in between. 1 = one dispatch per step. The same steps in the
-  # same order either way.
+  # Steps per host round trip in the epoch program: > 1 runs them as an inner loop with a compile-time
+  # trip count, which XLA runs without reading its predicate back to the host after every step (a
+  # ~50 us idle gap per step on an H200); the steps left over run one round trip each. 1 = one
+  # round trip per step. The same steps in the same order either way.
   loop_chunk: int = 1
-  # CHUNK_LOOPS: who loops over a piece's whole chunks. 'host': one dispatch per chunk, all queued without a
-  # wait (no host round trip inside a dispatch). 'device': one dispatch runs them in a loop whose trip count
-  # XLA does not know (a round trip per chunk; 0.80 vs 0.81 s on an H200, results/cifar10_jpeg/h200_2026-12-02_s13).
-  # The leftover steps are single-step dispatches either way.
-  chunk_loop: str = 'host'
   # SGD (airbench94 units: lr and weight decay per 1024 examples, decoupled from momentum).
   lr: float = 11.5
   momentum: float = 0.85
@@ -113,8 +107,6 @@ class CifarRecipe:
                         'and --gelu_approximate')
     if self.loop_chunk < 1:
       raise ConfigError(f'--loop_chunk={self.loop_chunk}: expected a number of steps >= 1')
-    if self.chunk_loop not in CHUNK_LOOPS:
-      raise ConfigError(f'--chunk_loop={self.chunk_loop!r}: expected one of {", ".join(CHUNK_LOOPS)}')
     if self.block1_conv1_impl not in CONV1_IMPLS:
       raise ConfigError(f'--block1_conv1_impl={self.block1_conv1_impl!r}: expected one of {", ".join(CONV1_IMPLS)}')
     first = self.widths[0] if self.widths else 0
