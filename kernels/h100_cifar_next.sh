@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -753,6 +753,24 @@ host_b 20 -- $RECIPE --chunk_loop=host
 loop_b 20 PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE
 VARIANTS
   RECIPE="$RECIPE --chunk_loop=device"; wall_rows 1 | bash kernels/h100_cifar_speed_ab.sh
+fi
+if [ "$part" = spin13 ]; then
+  # trace13 (call 2): a served batch-1 call with convolution command buffers is ~95 us of launch, ~58 us on the GPU and
+  # ~89 us until the host notices the result (a no-op call: 46 / 1 / 57 us); reading each label back between calls
+  # (the benchmark's 'device' mode) makes the next call's host work ~1.6x slower (launch 159, notice 121 us).
+  # Polling the result's readiness instead of the runtime's blocking wait keeps the calling thread awake:
+  # --latency_wait=spin. Predicted: notice -30..-60 us, and less of the read-back penalty. The trace with the _spin
+  # rows, then one trained seed served with block, spin, spin, block (device and host input). Files in spin13.tgz.
+  mkdir -p $OUT/spin13
+  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --top=12 \
+    --trace_dir=/tmp/lt_spin --json=$OUT/spin13/latency_trace13_spin.json 2>&1 | grep -v '^[IW]1' \
+    | tee $OUT/spin13/latency_trace13_spin.txt | head -9
+  R=/tmp/spin13; train_served
+  off="--nowrite_exported --throughput_batch=0 --bound_items=0"
+  for run in block:block spin:spin spin_b:spin block_b:block; do
+    serve $OUT/spin13 ${run%%:*} --conv_command_buffers --latency_wait=${run#*:} $off
+  done
+  cd $OUT && tar czf spin13.tgz spin13 && rm -rf spin13 && cd - > /dev/null
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

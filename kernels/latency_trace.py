@@ -17,6 +17,7 @@ Rows, each after --warmup untraced calls and timed once more without the profile
   served     the served classify (weights compiled in, as the benchmark's 'auto'), waited on
   readback   the benchmark's 'device' mode: served + the label read back after the clock stops
              (the read-back has its own annotation, outside the timed part)
+  *_spin     the same, waiting by polling the result's readiness (latency.wait_for(..., 'spin'))
 
 Fresh weights (latency does not depend on their values). XLA flags come from the environment: run
 it with XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION to match the benchmark's default.
@@ -109,10 +110,10 @@ def split_calls(events: list[dict], row: str) -> dict:
 
 def table(rows: dict[str, dict], untraced: dict[str, float], top: int) -> str:
   fmt = lambda v: f'{v:8.1f}' if v is not None else f'{"-":>8}'
-  lines = [f'{"row":<10} {"untraced":>8} {"wall":>8} {"launch":>8} {"device":>8} {"notice":>8} {"busy":>8} '
+  lines = [f'{"row":<14} {"untraced":>8} {"wall":>8} {"launch":>8} {"device":>8} {"notice":>8} {"busy":>8} '
            f'{"kernels":>8}   (us per call; wall/launch/device/notice traced)']
   for name, r in rows.items():
-    lines.append(f'{name:<10} {fmt(untraced[name])} {fmt(r["wall_us"])} {fmt(r["launch_us"])} '
+    lines.append(f'{name:<14} {fmt(untraced[name])} {fmt(r["wall_us"])} {fmt(r["launch_us"])} '
                  f'{fmt(r["device_us"])} {fmt(r["notice_us"])} {fmt(r["kernel_busy_us"])} {fmt(r["kernels_per_call"])}')
   for name, r in rows.items():
     lines += ['', f'{name}: host events inside the calls (us per call, count per call)']
@@ -148,9 +149,14 @@ def main(argv):
   noop = jax.jit(lambda x: x + 1).lower(items[0]).compile()
 
   served_call = lambda i: served(items[i]).block_until_ready()
-  calls = {'noop': lambda i: noop(items[i]).block_until_ready(), 'served': served_call, 'readback': served_call}
-  untraced = {}
-  for name, call in calls.items():
+  spin_call = lambda i: latency.wait_for(served(items[i]), 'spin')
+  calls = {'noop': lambda i: noop(items[i]).block_until_ready(), 'served': served_call, 'readback': served_call,
+           'noop_spin': lambda i: latency.wait_for(noop(items[i]), 'spin'), 'served_spin': spin_call,
+           'readback_spin': spin_call}
+  # Untraced: each row twice, in order and then in reverse, so that drift over the run hits both ends alike.
+  untraced = {name: [] for name in calls}
+  for name in list(calls) + list(reversed(calls)):
+    call = calls[name]
     for i in range(FLAGS.warmup):
       np.asarray(call(i % n))
     total = 0
@@ -159,9 +165,10 @@ def main(argv):
         start = time.perf_counter_ns()
         out = call(i)
         total += time.perf_counter_ns() - start
-        if name == 'readback':
+        if name.startswith('readback'):
           np.asarray(out)
-    untraced[name] = total / 1e3 / n
+    untraced[name].append(total / 1e3 / n)
+  untraced = {name: sum(v) / len(v) for name, v in untraced.items()}
   # Without the Python tracer, whose per-function events would inflate the host side of each call.
   options = jax.profiler.ProfileOptions()
   options.python_tracer_level = 0
@@ -171,7 +178,7 @@ def main(argv):
       for i in range(n):
         with jax.profiler.TraceAnnotation(PREFIX + name):
           out = call(i)
-        if name == 'readback':
+        if name.startswith('readback'):
           with jax.profiler.TraceAnnotation('readback_after_clock'):
             np.asarray(out)
   jax.profiler.stop_trace()
@@ -179,8 +186,9 @@ def main(argv):
   rows = {name: split_calls(events, name) for name in calls}
   print(f'latency trace on {dev.device_kind}, jax {jax.__version__}, {n} calls per row; '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
-  print('untraced = the same calls timed one by one without the profiler (readback: the result read back after '
-        "each call's clock stops, as in the benchmark's 'device' mode)")
+  print('untraced = the same calls timed one by one without the profiler, the mean of two passes (rows in order, '
+        "then reversed; readback: the result read back after each call's clock stops, as in the benchmark's "
+        "'device' mode)")
   print(table(rows, untraced, FLAGS.top))  # --top: trace_summary's flag (host events listed per row)
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:

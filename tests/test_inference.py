@@ -1,5 +1,6 @@
 """Inference: model export from training, the batch-1 latency protocol, the jax.export artifact."""
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dawnjax.errors import ResultsError
+from dawnjax.errors import ConfigError, ResultsError
 from dawnjax.inference import benchmark, export, latency, models
 from dawnjax.report import dawnbench
 from dawnjax.workloads import cifar10
@@ -65,7 +66,7 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
   compiled, seconds = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device)
   assert seconds > 0
   warmup = 3
-  for mode in latency.MODES:
+  for wait, mode in itertools.product(latency.WAITS, latency.MODES):
     shapes, now = [], [0]
 
     def recording(v, x):
@@ -73,13 +74,33 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
       now[0] += 1000 if len(shapes) <= warmup else 1  # warm-up calls "take" 1000 ms, timed ones 1 ms
       return compiled(v, x)
 
-    run = latency.time_items(recording, variables, images, device, mode=mode, warmup=warmup,
+    run = latency.time_items(recording, variables, images, device, mode=mode, warmup=warmup, wait=wait,
                              clock=lambda: now[0] * 1_000_000)
     assert shapes == [(1, 32, 32, 3)] * (warmup + len(images))  # batch 1; every item once after warm-up
     assert run.count == len(images) and run.warmup_ms.tolist() == [1000.0] * warmup
     stats = latency.latency_stats(run.latencies_ms)
     assert stats['n'] == len(images) and stats['mean_ms'] == stats['p99_ms'] == 1.0  # warm-up excluded
     np.testing.assert_array_equal(run.predictions, np.asarray(jax.jit(classify)(variables, images)))
+
+
+def test_a_spinning_wait_polls_readiness_until_the_result_is_computed():
+  class Pending:
+    polls = 0
+
+    def is_ready(self):
+      self.polls += 1
+      return self.polls == 3
+
+    def block_until_ready(self):
+      raise AssertionError('a spinning wait must not block')
+
+  out = Pending()
+  assert latency.wait_for(out, 'spin') is out and out.polls == 3
+  with pytest.raises(ValueError, match='wait'):
+    latency.time_items(None, None, np.zeros((1, 32, 32, 3), np.uint8), jax.devices()[0], mode='device', warmup=0,
+                       wait='sleep')
+  with pytest.raises(ConfigError, match='--latency_wait'):
+    benchmark.BenchConfig(wait='sleep').validate()
 
 
 def test_weights_compiled_in_serve_the_same_classes_with_the_input_alone():

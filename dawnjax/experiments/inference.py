@@ -43,6 +43,10 @@ flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput mea
 flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
 flags.DEFINE_integer('bound_items', 1000, 'Items of the what-bounds-latency breakdown: synchronised vs '
                      'pipelined calls vs one in-program loop (0: skip).')
+flags.DEFINE_enum('latency_wait', 'block', ['block', 'spin'],
+                  "How a timed call waits for its result: 'block' (the runtime's blocking wait, woken by its "
+                  "completion callback) or 'spin' (polling the result's readiness, as a latency-bound server "
+                  'busy-polls; kernels/latency_trace.py splits a call into launch, device and notice times).')
 flags.DEFINE_enum('weights', 'auto', ['auto', 'constants', 'arguments'],
                   "'constants': the weights are compiled into the executable and a call passes the input "
                   "alone, as an inference engine holds them (~0.1 ms less per call on an H200); "
@@ -178,7 +182,7 @@ def run() -> int:
     raise ConfigError(f'--output_dir={out} is not writable: {err.strerror or err}') from err
   config = BenchConfig(warmup=FLAGS.warmup, modes=tuple(FLAGS.latency_modes),
                        throughput_batch=FLAGS.throughput_batch, throughput_passes=FLAGS.throughput_passes,
-                       bound_items=FLAGS.bound_items, weights=FLAGS.weights)
+                       bound_items=FLAGS.bound_items, weights=FLAGS.weights, wait=FLAGS.latency_wait)
   config.validate()
   device = jax.devices()[0]
   # The model first: SQuAD's test windows depend on its tokenizer and window sizes.
@@ -264,6 +268,8 @@ def run() -> int:
                    'warmup_calls': config.warmup, 'warmup': 'excluded from statistics, recorded per mode',
                    'compile': 'ahead of time (jit(...).lower(...).compile()), excluded',
                    'sync': 'each item closed by a device synchronisation',
+                   'wait': {'block': "the runtime's blocking wait",
+                            'spin': "the caller polls the result's readiness"}[config.wait],
                    'modes': {'host': 'host image -> device, classify, label -> host',
                              'device': 'image already on device, label left on device'},
                    'weights': {'constants': 'compiled into the executable (a call passes the input alone)',

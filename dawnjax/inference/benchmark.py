@@ -19,6 +19,7 @@ class BenchConfig:
   throughput_passes: int = 3
   bound_items: int = 1000  # items of the what-bounds-latency breakdown (latency.time_bounds); 0 skips
   weights: str = 'auto'  # latency.WEIGHTS: compiled into the executables, passed per call, or by size
+  wait: str = 'block'  # latency.WAITS: how a timed call waits for its result
 
   def validate(self) -> None:
     from dawnjax.errors import ConfigError
@@ -29,6 +30,8 @@ class BenchConfig:
       raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}')
     if self.weights not in latency.WEIGHTS:
       raise ConfigError(f'--weights={self.weights}: expected one of {", ".join(latency.WEIGHTS)}')
+    if self.wait not in latency.WAITS:
+      raise ConfigError(f'--latency_wait={self.wait}: expected one of {", ".join(latency.WAITS)}')
 
 
 def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray, labels: np.ndarray | None,
@@ -48,7 +51,7 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
   result: dict[str, Any] = {'compile_seconds': {'batch_1': compile_s}, 'weights': weights, 'modes': {}}
   reference = None
   for mode in config.modes:
-    run = latency.time_items(one, variables, images, device, mode=mode, warmup=config.warmup)
+    run = latency.time_items(one, variables, images, device, mode=mode, warmup=config.warmup, wait=config.wait)
     if reference is None:
       reference = run.predictions
     result['modes'][mode] = {

@@ -12,7 +12,10 @@ Protocol (recorded with every result):
     DAWNBench latency); 'device' = the
     image is already on the device and the label stays there (compute + dispatch only);
   * Python's garbage collector is paused during timed loops, as `timeit` does, so a collection
-    does not land in some item's time.
+    does not land in some item's time;
+  * the wait for the result: 'block' (the runtime's blocking wait) or 'spin' (the caller polls the
+    result's readiness, as a latency-bound server busy-polls, instead of sleeping until the runtime's
+    completion callback wakes it).
 Predictions come from the same pass, so the accuracy reported beside a latency is the served
 model's on exactly those calls.
 """
@@ -30,6 +33,18 @@ import numpy as np
 # 'host_direct': the numpy item passed straight to the compiled call, whose C++ dispatch path does
 # the upload (the same work without the Python-level device_put); 'device': input already on device.
 MODES = ('host', 'host_direct', 'device')
+WAITS = ('block', 'spin')
+
+
+def wait_for(out, wait: str):
+  """`out` once the device has computed it: the runtime's blocking wait, or polling its readiness
+  ('spin'), which keeps the calling thread awake (kernels/latency_trace.py: a no-op call's result is
+  noticed ~50 us after its kernel ends with the blocking wait, on an H200 host)."""
+  if wait == 'spin':
+    while not out.is_ready():
+      pass
+    return out
+  return out.block_until_ready()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +112,18 @@ class GcPaused:
       gc.enable()
 
 
-def read_back(out):
+def read_back(out, wait: str = 'block'):
   """The result in host memory, its copy requested right after the dispatch so that the runtime
   queues it behind the computation rather than after np.asarray's wait: lower in 9 of 11 paired
   probe rows on an H200 by 0.01-0.09 ms, higher in 2 by 0.01-0.05 (kernels/latency_probe.py
   *_baked_host_async, results/cifar10_jpeg/h200_2026-12-01_s9)."""
   out.copy_to_host_async()
+  if wait == 'spin':
+    wait_for(out, wait)
   return np.asarray(out)
 
 
-def time_items(classify, variables, images: np.ndarray, device, *, mode: str, warmup: int,
+def time_items(classify, variables, images: np.ndarray, device, *, mode: str, warmup: int, wait: str = 'block',
                clock: Callable[[], int] = time.perf_counter_ns) -> LatencyRun:
   """Times classify(variables, one item) for every item of `images` (batch 1), in `mode`.
 
@@ -114,6 +131,8 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
   """
   if mode not in MODES:
     raise ValueError(f'mode {mode!r}: expected one of {MODES}')
+  if wait not in WAITS:
+    raise ValueError(f'wait {wait!r}: expected one of {WAITS}')
   n = len(images)
   if n == 0:
     raise ValueError('no items to time')
@@ -122,14 +141,14 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
     jax.block_until_ready(items)
 
     def one(i: int):
-      return classify(variables, items[i]).block_until_ready()
+      return wait_for(classify(variables, items[i]), wait)
   elif mode == 'host_direct':
     def one(i: int):
-      return read_back(classify(variables, images[i:i + 1]))
+      return read_back(classify(variables, images[i:i + 1]), wait)
   else:
     def one(i: int):
       # Upload, compute and download: np.asarray waits for the result.
-      return read_back(classify(variables, jax.device_put(images[i:i + 1], device)))
+      return read_back(classify(variables, jax.device_put(images[i:i + 1], device)), wait)
 
   warm = np.zeros(warmup, np.float64)
   times = np.zeros(n, np.float64)
