@@ -11,7 +11,8 @@ launched. Per call it splits the wall time into:
            work after the wait inside the annotation)
 
 and lists the host-side events inside the calls (PJRT, thunks, command buffers) by time per call.
-Rows, each after --warmup untraced calls and timed once more without the profiler:
+Rows, each traced after --warmup untraced calls, and timed without the profiler twice (rows in order,
+then reversed) for the 'untraced' column:
 
   noop       jit(x + 1) on a device-resident image, waited on
   served     the served classify (weights compiled in, as the benchmark's 'auto'), waited on
