@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -771,6 +771,33 @@ if [ "$part" = spin13 ]; then
     serve $OUT/spin13 ${run%%:*} --conv_command_buffers --latency_wait=${run#*:} $off
   done
   cd $OUT && tar czf spin13.tgz spin13 && rm -rf spin13 && cd - > /dev/null
+fi
+if [ "$part" = queue14 ]; then
+  # Written at the end of the thirteenth session for the next one. queue13 measured the queued step programs +1.3..1.5%
+  # slower than this epoch program; their chunk program's Newton-Schulz GEMMs ran other cuBLASLt algorithms (3 of 57
+  # per step on algorithms 1/3/5 against 18), perhaps autotuned while other programs compiled beside it. Branch
+  # exp/queue-serial (e42f7a6 = e45805a + DAWNJAX_SERIAL_COMPILE=1: one program compiled at a time). QUEUE=DIR: its
+  # snapshot (git archive exp/queue-serial | tar -x -C .snap_queue; carry it). ABBA: this commit's epoch program vs
+  # the queued programs compiled serially; then one seed of each with its HLO dumped, and the algorithm counts.
+  # Predicted: if the picks explain queue13, the queue -0.5..-1% (the chunk boundaries' ~1.1% idle gone), its picks
+  # like the epoch program's; cold compile about equal (serial). If the picks match and it is still slower, the
+  # cause is elsewhere (trace the host's launch thread).
+  QUEUE=${QUEUE:?QUEUE=path of a snapshot of branch exp/queue-serial}
+  where=$(PYTHONSAFEPATH=1 PYTHONPATH=$QUEUE python3 -c 'import dawnjax; print(dawnjax.__file__)')
+  echo "queue rows import $where"; case $where in $QUEUE/*) ;; *) echo "queue rows would not run $QUEUE"; exit 1;; esac
+  Q="PYTHONSAFEPATH=1 PYTHONPATH=$QUEUE DAWNJAX_SERIAL_COMPILE=1"
+  abba loop "-- $RECIPE" queue "$Q -- $RECIPE --chunk_loop=host"
+  D="--xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*(epoch_fn|steps_fn).*"
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+dump_loop 1 XLA_FLAGS='--xla_dump_to=/tmp/hlo_loop14 $D' -- $RECIPE
+dump_queue 1 $Q XLA_FLAGS='--xla_dump_to=/tmp/hlo_queue14 $D' -- $RECIPE --chunk_loop=host
+VARIANTS
+  for d in /tmp/hlo_loop14 /tmp/hlo_queue14; do
+    for f in $d/*after_optimizations.txt; do
+      case $f in *buffer*) continue;; esac
+      echo "== $f"; grep 'cublas\$lt\$matmul' $f | grep -o '"selected_algorithm":"[^"]*"' | sort | uniq -c
+    done
+  done | tee $OUT/algorithms14.txt
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
