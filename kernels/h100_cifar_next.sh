@@ -112,6 +112,12 @@ served_latency_pair() {
   serve $OUT/$1 cb --conv_command_buffers $off
   serve $OUT/$1 cb_b --conv_command_buffers $off
 }
+# imports_from LABEL DIR: the rows that run another snapshot's code as PYTHONSAFEPATH=1 PYTHONPATH=DIR must import
+# dawnjax from DIR (`python -m` otherwise puts the working directory, this snapshot, first); says where, fails if not.
+imports_from() {
+  local where=$(PYTHONSAFEPATH=1 PYTHONPATH=$2 python3 -c 'import dawnjax; print(dawnjax.__file__)')
+  echo "$1 rows import $where"; case $where in $2/*) ;; *) echo "$1 rows would not run $2"; return 1;; esac
+}
 if [ "$part" = round2 ]; then
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 r2_20 20 -- $RECIPE
@@ -727,8 +733,7 @@ if [ "$part" = queue13 ]; then
   # PYTHONSAFEPATH (Python >= 3.11): `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH,
   # so without it the "old" rows would import this directory's dawnjax (as seventh-session wall7's did).
   OLD=${OLD:?OLD=path of a snapshot of the previous commit}
-  where=$(PYTHONSAFEPATH=1 PYTHONPATH=$OLD python3 -c 'import dawnjax; print(dawnjax.__file__)')
-  echo "old rows import $where"; case $where in $OLD/*) ;; *) echo "old rows would not run $OLD"; exit 1;; esac
+  imports_from old $OLD || exit 1
   abba loop "PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE" queue "-- $RECIPE"
   profile queue13 $RECIPE
   wall_rows 2 | bash kernels/h100_cifar_speed_ab.sh
@@ -742,8 +747,7 @@ if [ "$part" = hybrid13 ]; then
   # the device as before. ABCCBA, 20 seeds each: the previous commit's code, --chunk_loop=host, =device. Predicted:
   # device ~ the old code's time, compile ~ host's. Then device's wall rows.
   OLD=${OLD:?OLD=path of a snapshot of the previous commit}
-  where=$(PYTHONSAFEPATH=1 PYTHONPATH=$OLD python3 -c 'import dawnjax; print(dawnjax.__file__)')
-  echo "old rows import $where"; case $where in $OLD/*) ;; *) echo "old rows would not run $OLD"; exit 1;; esac
+  imports_from old $OLD || exit 1
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 loop 20 PYTHONSAFEPATH=1 PYTHONPATH=$OLD -- $RECIPE
 host 20 -- $RECIPE --chunk_loop=host
@@ -783,8 +787,7 @@ if [ "$part" = queue14 ]; then
   # like the epoch program's; cold compile about equal (serial). If the picks match and it is still slower, the
   # cause is elsewhere (trace the host's launch thread).
   QUEUE=${QUEUE:?QUEUE=path of a snapshot of branch exp/queue-serial}
-  where=$(PYTHONSAFEPATH=1 PYTHONPATH=$QUEUE python3 -c 'import dawnjax; print(dawnjax.__file__)')
-  echo "queue rows import $where"; case $where in $QUEUE/*) ;; *) echo "queue rows would not run $QUEUE"; exit 1;; esac
+  imports_from queue $QUEUE || exit 1
   Q="PYTHONSAFEPATH=1 PYTHONPATH=$QUEUE DAWNJAX_SERIAL_COMPILE=1"
   abba loop "-- $RECIPE" queue "$Q -- $RECIPE --chunk_loop=host"
   D="--xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*(epoch_fn|steps_fn).*"

@@ -98,8 +98,9 @@ def wgrad_tilings(quick: bool) -> list[ig.Tiling]:
   grids = [g for g in ('flat', 'rows') if g != default.wgrad_grid]
   if quick:
     return [default] + [dataclasses.replace(default, wgrad_grid=g) for g in grids]
-  return [default] + [dataclasses.replace(default, wgrad_block=b, wgrad_stages=st, wgrad_programs=gp, wgrad_grid=g)
-                      for g, b, st, gp in itertools.product(('flat', 'rows'), (32, 64, 128), (3, 4), (132, 264))]
+  sweep = [dataclasses.replace(default, wgrad_block=b, wgrad_stages=st, wgrad_programs=gp, wgrad_grid=g)
+           for g, b, st, gp in itertools.product(('flat', 'rows'), (32, 64, 128), (3, 4), (132, 264))]
+  return [default] + [t for t in sweep if t != default]
 
 
 def pooled_rows(x, gflop, args, rng) -> None:

@@ -58,10 +58,6 @@ class Tiling:
   wgrad_grid: str = 'flat'
 
 
-def _pow2(n: int) -> int:
-  return 1 << max(0, (n - 1).bit_length())
-
-
 def _tap_rows(x_ref, n, row, col, valid, dy, dx, height, width, channels, cpad, p=None):
   """x[n] at the pixels (row, col) shifted by tap (dy, dx) in [0, 3)^2, as (len(row), cpad): zero where
   the shifted pixel leaves the image, where not valid, and in the padded channels. p: the pixels' flat
@@ -107,7 +103,7 @@ def _pooled_gradient_rows(gp_ref, first_ref, n, row, col, valid, pooled_height, 
 
 
 def _tiles_per_image(height, width, block, grid):
-  return pl.cdiv(height, block // _pow2(width)) if grid == 'rows' else pl.cdiv(height * width, block)
+  return pl.cdiv(height, block // pallas_support.pow2(width)) if grid == 'rows' else pl.cdiv(height * width, block)
 
 
 def _wgrad_kernel(*refs, height, width, channels, features, block, images, tiles_per_program, pool, grid):
@@ -122,7 +118,7 @@ def _wgrad_kernel(*refs, height, width, channels, features, block, images, tiles
     n, tile = t // tiles_per_image, t % tiles_per_image
     local = jnp.arange(block)
     if grid == 'rows':
-      wpad = _pow2(width)
+      wpad = pallas_support.pow2(width)
       row, col = tile * (block // wpad) + local // wpad, local % wpad
       valid, p = (row < height) & (col < width), None
     else:
@@ -147,7 +143,7 @@ def _wgrad_kernel(*refs, height, width, channels, features, block, images, tiles
 def _check(x, w):
   if x.ndim != 4 or w.shape[:2] != (3, 3) or w.shape[2] != x.shape[-1]:
     raise ValueError(f'implicit_gemm_conv3x3: x {x.shape} (NHWC) and w {w.shape} (3, 3, C, F) expected')
-  if _pow2(w.shape[3]) != w.shape[3]:
+  if pallas_support.pow2(w.shape[3]) != w.shape[3]:
     raise ValueError(f'implicit_gemm_conv3x3: output features {w.shape[3]} must be a power of two')
 
 
@@ -156,7 +152,7 @@ def _conv_flops(x, features):
 
 
 def _cpad(channels):
-  return max(16, _pow2(channels))  # tensor-core dots want K >= 16
+  return max(16, pallas_support.pow2(channels))  # tensor-core dots want K >= 16
 
 
 def _forward(x, w, tiling: Tiling):
@@ -187,7 +183,7 @@ def _filter_grad(x, g, tiling: Tiling, first=None):
   pool = height // g.shape[1] if first is not None else 0
   cpad, block = _cpad(channels), tiling.wgrad_block
   if tiling.wgrad_grid == 'rows':
-    block = max(block, _pow2(width))  # whole padded rows
+    block = max(block, pallas_support.pow2(width))  # whole padded rows
   tiles = images * _tiles_per_image(height, width, block, tiling.wgrad_grid)
   programs = min(tiling.wgrad_programs, tiles)
   per_program = pl.cdiv(tiles, programs)

@@ -11,6 +11,11 @@ from jax.sharding import PartitionSpec as P
 from dawnjax.parallel import DATA_AXIS
 
 
+def pow2(n: int) -> int:
+  """The smallest power of two >= n (1 for n <= 1): Triton's block shapes must be powers of two."""
+  return 1 << max(0, (n - 1).bit_length())
+
+
 def on_gpu() -> bool:
   return jax.default_backend() == 'gpu'
 

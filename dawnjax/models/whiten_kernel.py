@@ -102,7 +102,7 @@ def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features,
             grid, fast_tanh):
   out_h, out_w = height - k + 1, width - k + 1
   if grid == 'rows':  # program (image, block of output rows); block = rows x the padded row
-    wpad = _pow2(out_w)
+    wpad = pallas_support.pow2(out_w)
     n, local = pl.program_id(0), jnp.arange(block)
     row, col = pl.program_id(1) * (block // wpad) + local // wpad, local % wpad
     inside = (row < out_h) & (col < out_w)
@@ -135,20 +135,17 @@ def _kernel(x_ref, w_ref, b_ref, y_ref, *, height, width, channels, k, features,
   plgpu.store(y_ref.at[out], _gelu(pre, approximate, fast_tanh).astype(y_ref.dtype), mask=mask)
 
 
-def _pow2(n: int) -> int:
-  return 1 << max(0, (n - 1).bit_length())
-
-
 def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, warps: int = WARPS, form: str = FORM,
                         grid: str = GRID, fast_tanh: bool = False):
   images, height, width, channels = x.shape
   k, features = kernel.shape[0], kernel.shape[-1]
   total = images * (height - k + 1) * (width - k + 1)
-  fpad = max(16, 1 << (features - 1).bit_length())
+  fpad = max(16, pallas_support.pow2(features))
   taps = jnp.pad(kernel.reshape(k * k * channels, features), ((0, _TAPS_PAD - k * k * channels), (0, fpad - features)))
   if grid == 'rows':
-    block = max(block, _pow2(width - k + 1))  # whole padded rows
-    programs = (images, pl.cdiv(height - k + 1, block // _pow2(width - k + 1)))
+    wpad = pallas_support.pow2(width - k + 1)
+    block = max(block, wpad)  # whole padded rows
+    programs = (images, pl.cdiv(height - k + 1, block // wpad))
   else:
     programs = (pl.cdiv(total, block),)
   # approx_tanh is inline PTX: Pallas's interpreter (CPU) computes the exact form instead.
