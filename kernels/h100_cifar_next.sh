@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -801,6 +801,25 @@ VARIANTS
       echo "== $f"; grep 'cublas\$lt\$matmul' $f | grep -o '"selected_algorithm":"[^"]*"' | sort | uniq -c
     done
   done | tee $OUT/algorithms14.txt
+fi
+if [ "$part" = cold15 ]; then
+  # Fourteenth session. Cold wall 27.7 s (goal 20): ~11 s of it is XLA's cuDNN autotuning of the epoch program's 17
+  # convolutions, ~1,160 candidates timed one after another. One cold process per row (no compile cache): the
+  # picker's own log split by candidate (kernels/conv_autotune_log.py: plan building vs GPU runs, which candidates
+  # hold it), and three ways to offer the picker fewer candidates. Predicted: winograd off -0..-1 s; deterministic
+  # engines only -1..-3 s of compile (nondeterministic filter-gradient engines dropped), timed unknown; a 256 MiB
+  # workspace limit -0..-2 s (large-workspace engines disqualified before they run). Each row's timed seconds is one
+  # seed: a change of compile worth keeping then needs its 20-seed ABBA.
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+c_base 1 -- $RECIPE
+c_log 1 TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=conv_algorithm_picker=4 -- $RECIPE
+c_nowino 1 TF_ENABLE_WINOGRAD_NONFUSED=0 -- $RECIPE
+c_determ 1 XLA_FLAGS=--xla_gpu_exclude_nondeterministic_ops=true -- $RECIPE
+c_ws256 1 TF_CUDNN_WORKSPACE_LIMIT_IN_MB=256 -- $RECIPE
+VARIANTS
+  python3 kernels/conv_autotune_log.py $OUT/runs/c_log.log --top=25 | tee $OUT/conv_autotune15.txt
+  grep -c 'Trying algorithm' $OUT/runs/c_log.log
+  gzip -c $OUT/runs/c_log.log > $OUT/c_log15.log.gz; rm $OUT/runs/c_log.log
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
