@@ -1,16 +1,17 @@
-"""Where XLA's autotuning spends a cold compile, instruction by instruction, from its own log lines.
+"""How long XLA's autotuner profiled each instruction, from its own log lines (JAX 0.11's XLA).
 
-  XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/at.txtpb TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=autotuner=2 \
-      python3 -m dawnjax.experiments.cifar10 ... > LOG 2>&1
+  TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=autotuner=2 python3 -m dawnjax.experiments.cifar10 ... > LOG 2>&1
   python3 kernels/autotune_log.py LOG [--top=N]
 
-XLA's autotuner (xla/backends/autotuner/autotuner.cc in the JAX 0.11 builds) handles one instruction at a time:
-'Getting config for HLO: INSTR', then either 'Using cached config' or 'Found total of N supported configs.', the
-candidates compiled (on a thread pool), 'Successfully compiled K configs out of N configs.', each candidate timed on
-the GPU one after another (VLOG 2: '{BACKEND : duration: D, scratch_bytes: S}'), 'Picked best config: ...'. The gaps
-between those lines of one thread split each instruction's autotuning into compiling and profiling. Printed per kind
-(cuDNN forward / input gradient / filter gradient convolution, cuBLAS(Lt) GEMM, fusion): instructions tuned, cache
-hits, candidates, compile and profile seconds, and the instructions that took longest.
+xla/backends/autotuner/autotuner.cc compiles an instruction's candidates on a thread pool, then logs 'Using runner
+K' and times them on the GPU one after another; at VLOG 2 it then prints one '{BACKEND : duration: D, scratch_bytes:
+S}' line per candidate, all at once. So per thread, 'Using runner' to the last result line is that instruction's
+profiling, including any wait for the runner that other threads' instructions hold, so spans overlap; the
+durations are its candidates' single runs (the profiler runs each several times). Printed per backend:
+instructions, candidates, the wall time covered by its profiling spans (their union) and the summed single-run
+seconds, and the longest spans
+with their slowest candidates: the cost of autotuning that a cold compile pays, which --xla_gpu_dump_autotune_logs_to
+and kernels/autotune_results.py then attribute to engines.
 """
 from __future__ import annotations
 
@@ -21,97 +22,72 @@ import pathlib
 import re
 
 _LINE = re.compile(r'^[IWE]\d{4} (?P<h>\d+):(?P<m>\d+):(?P<s>[\d.]+)\s+(?P<tid>\d+) autotuner\.cc:\d+\] (?P<msg>.*)$')
-_FOUND = re.compile(r'^Found total of (?P<n>\d+) supported configs')
-_COMPILED = re.compile(r'^Successfully compiled (?P<k>\d+) configs out of (?P<n>\d+) configs')
-_RESULT = re.compile(r'^\{(?P<backend>[^:{]+?) :.*duration: (?P<dur>[\d.]+)(?P<unit>ns|us|ms|s)\b')
+_RESULT = re.compile(r'^\{(?P<backend>\w+) :(?P<rest>.*?)duration: (?P<dur>[\d.]+)(?P<unit>ns|us|ms|s)?, scratch')
 _UNITS = {'ns': 1e-9, 'us': 1e-6, 'ms': 1e-3, 's': 1.0}
-_CONV_KINDS = {'convForward': 'conv forward', 'convBackwardInput': 'conv input gradient',
-               'convBackwardFilter': 'conv filter gradient', 'convBiasActivationForward': 'conv forward (fused)'}
 
 
 @dataclasses.dataclass
-class Tuned:
-  """One instruction's pass through the autotuner."""
-  kind: str
-  name: str
+class Profiled:
+  """One instruction's profiling on one thread."""
   start: float
-  cached: bool = False
-  configs: int = 0
-  compiled: int = 0
-  found_at: float | None = None
-  compiled_at: float | None = None
-  picked_at: float | None = None
-  durations: list[float] = dataclasses.field(default_factory=list)  # each candidate's measured run, seconds
+  end: float = 0.0
+  backend: str = '?'
+  durations: list[float] = dataclasses.field(default_factory=list)  # one run per timed candidate, seconds
+  failed: int = 0
 
   @property
-  def compile_seconds(self) -> float:
-    return (self.compiled_at - self.found_at) if self.found_at is not None and self.compiled_at is not None else 0.0
-
-  @property
-  def profile_seconds(self) -> float:
-    return (self.picked_at - self.compiled_at) if self.compiled_at is not None and self.picked_at is not None else 0.0
+  def seconds(self) -> float:
+    return max(self.end - self.start, 0.0)
 
 
-def instruction_kind(hlo: str) -> str:
-  if (m := re.search(r'__cudnn\$(\w+)', hlo)):
-    return _CONV_KINDS.get(m.group(1), 'cudnn ' + m.group(1))
-  if '__cublas' in hlo:
-    return 'gemm (cublas)'
-  if ' fusion(' in hlo or 'kind=k' in hlo:
-    return 'fusion'
-  return 'other'
-
-
-def parse(text: str) -> list[Tuned]:
-  """Every instruction the autotuner saw, in log order (lines of each thread paired with that thread's)."""
-  out: list[Tuned] = []
-  current: dict[str, Tuned] = {}
+def parse(text: str) -> list[Profiled]:
+  out: list[Profiled] = []
+  current: dict[str, Profiled] = {}
   for line in text.splitlines():
     m = _LINE.match(line)
     if not m:
       continue
     t = int(m.group('h')) * 3600 + int(m.group('m')) * 60 + float(m.group('s'))
     tid, msg = m.group('tid'), m.group('msg')
-    if msg.startswith('Getting config for HLO: '):
-      hlo = msg[len('Getting config for HLO: '):]
-      name = hlo.split(' = ', 1)[0].strip()
-      current[tid] = Tuned(instruction_kind(hlo), name, t)
+    if msg.startswith('Using runner'):
+      current[tid] = Profiled(t)
       out.append(current[tid])
-      continue
-    tuned = current.get(tid)
-    if tuned is None:
-      continue
-    if msg.startswith('Using cached config'):
-      tuned.cached = True
-    elif (f := _FOUND.match(msg)):
-      tuned.configs, tuned.found_at = int(f.group('n')), t
-    elif (c := _COMPILED.match(msg)):
-      tuned.compiled, tuned.compiled_at = int(c.group('k')), t
-    elif (r := _RESULT.match(msg)):
-      tuned.durations.append(float(r.group('dur')) * _UNITS[r.group('unit')])
-    elif msg.startswith('Picked best config') or msg.startswith('Skipping profiling'):
-      tuned.picked_at = t
-  return out
+    elif (r := _RESULT.match(msg)) and tid in current:
+      p = current[tid]
+      p.end, p.backend = t, r.group('backend')
+      if 'FAILED' in r.group('rest'):
+        p.failed += 1
+      else:
+        p.durations.append(float(r.group('dur')) * _UNITS[r.group('unit') or 's'])
+  return [p for p in out if p.end]
 
 
-def summarise(tuned: list[Tuned], top: int = 10) -> str:
-  if not tuned:
-    return 'no autotuner lines (run with TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=autotuner=2)'
-  by_kind: dict[str, list[Tuned]] = collections.defaultdict(list)
-  for x in tuned:
-    by_kind[x.kind].append(x)
-  rows = ['| kind | instructions | cache hits | candidates | compiled | compile s | profile s | slowest s |',
-          '| --- | --- | --- | --- | --- | --- | --- | --- |']
-  for kind, xs in [*sorted(by_kind.items()), ('all', tuned)]:
-    rows.append(f'| {kind} | {len(xs)} | {sum(x.cached for x in xs)} | {sum(x.configs for x in xs)} | '
-                f'{sum(x.compiled for x in xs)} | {sum(x.compile_seconds for x in xs):.2f} | '
-                f'{sum(x.profile_seconds for x in xs):.2f} | '
-                f'{max(x.compile_seconds + x.profile_seconds for x in xs):.2f} |')
-  rows += ['', f'Longest {top} (compile s, profile s, candidates, best / median / worst candidate run us, kind, name):']
-  for x in sorted(tuned, key=lambda x: -(x.compile_seconds + x.profile_seconds))[:top]:
-    runs = sorted(d for d in x.durations if d > 0)
-    spread = (f'{runs[0] * 1e6:.0f} / {runs[len(runs) // 2] * 1e6:.0f} / {runs[-1] * 1e6:.0f}' if runs else '-')
-    rows.append(f'  {x.compile_seconds:6.2f} {x.profile_seconds:6.2f} {x.configs:4d}  {spread:>20}  {x.kind}  {x.name}')
+def covered_seconds(profiled: list[Profiled]) -> float:
+  """Wall time inside at least one of the spans (overlapping spans counted once)."""
+  total, reach = 0.0, float('-inf')
+  for p in sorted(profiled, key=lambda p: p.start):
+    if p.end > reach:
+      total += p.end - max(p.start, reach)
+      reach = p.end
+  return total
+
+
+def summarise(profiled: list[Profiled], top: int = 10) -> str:
+  if not profiled:
+    return 'no autotuner profiling lines (run with TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=autotuner=2)'
+  by: dict[str, list[Profiled]] = collections.defaultdict(list)
+  for p in profiled:
+    by[p.backend].append(p)
+  rows = ['| backend | instructions | candidates | failed | profiling wall s (union) | summed single runs s |',
+          '| --- | --- | --- | --- | --- | --- |']
+  for backend, ps in [*sorted(by.items()), ('all', profiled)]:
+    rows.append(f'| {backend} | {len(ps)} | {sum(len(p.durations) for p in ps)} | {sum(p.failed for p in ps)} | '
+                f'{covered_seconds(ps):.2f} | {sum(sum(p.durations) for p in ps):.3f} |')
+  rows += ['', f'Longest {top} spans (s, backend, candidates, best us, slowest three ms):']
+  for p in sorted(profiled, key=lambda p: -p.seconds)[:top]:
+    d = sorted(p.durations)
+    slow = ', '.join(f'{x * 1e3:.1f}' for x in d[-3:][::-1])
+    rows.append(f'  {p.seconds:6.2f}  {p.backend}  {len(d):3d}  {d[0] * 1e6 if d else 0:8.1f}  {slow}')
   return '\n'.join(rows)
 
 

@@ -1,18 +1,23 @@
-"""Every candidate XLA's autotuner timed, per instruction: the best against the first (the one taken untimed).
+"""Every candidate XLA's autotuner timed: per instruction the best against the first, and which cuDNN engines cost
+the autotuning its time.
 
   XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/autotune.txt python3 -m dawnjax.experiments.cifar10 ...
-  python3 kernels/autotune_results.py /tmp/autotune.txt
+  python3 kernels/autotune_results.py /tmp/autotune.txt [--compare OTHER.txt]
 
-The dump is an xla.AutotuningLogs text proto: one `logs { instr {...} results {...} ... }` per autotuned
-instruction, its results in the order the backends offered the candidates (for cuDNN, its heuristics' order). With
---xla_gpu_autotune_level=0 or --xla_gpu_exclude_nondeterministic_ops the autotuner takes the first candidate that
-compiles without timing any, so per instruction the first valid result's run time against the best one's is what
-skipping the autotuning would cost on each execution. Parsed by hand (brace matching outside quoted strings): the
-XLA protos are not importable from Python.
+The dump (JAX 0.11's XLA) is a text proto with one `instruction_profiles { hlo_fingerprint: ... config_profiles {
+config { backend: CUDNN backend_config { algorithm { algo_id: E ... } } } run_time { nanos: N } } ... }` per
+autotuned instruction, its candidates in the order the backend offered them (for cuDNN: its heuristics, then the
+fallback engines). Printed:
+  * per instruction with more than one candidate: candidates, best and first run time (the first is what
+    --xla_gpu_autotune_level=0 or --xla_gpu_exclude_nondeterministic_ops take, untimed), the winner's engine;
+  * per cuDNN engine: candidates, summed run time (one run each; the profiler runs each a few times) and wins;
+  * with --compare, the instructions whose winning backend or engine differs between two dumps.
+Parsed by hand (brace matching outside quoted strings): XLA's protos are not importable from Python.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import pathlib
 import re
@@ -37,90 +42,118 @@ def blocks(text: str, key: str) -> list[str]:
         out.append(text[start:i])
         start = None
     elif depth == 0 and (m := pattern.match(text, i)):
-      start = m.end()
-      depth = 1
-      i = m.end()
+      start, depth, i = m.end(), 1, m.end()
       continue
     i += 1
   return out
 
 
-def _duration_seconds(body: str) -> float | None:
+def _seconds(body: str) -> float:
   run = blocks(body, 'run_time')
   if not run:
-    return None
+    return 0.0
   secs = re.search(r'\bseconds:\s*(\d+)', run[0])
   nanos = re.search(r'\bnanos:\s*(\d+)', run[0])
   return (int(secs.group(1)) if secs else 0) + (int(nanos.group(1)) if nanos else 0) / 1e9
 
 
 @dataclasses.dataclass(frozen=True)
-class Result:
-  seconds: float | None
-  failed: bool
-  algo: str
+class Candidate:
+  backend: str
+  engine: int | None  # cuDNN engine (algo_id; 0 when the text format omits it), None for other backends
+  seconds: float  # 0: not timed (failed)
 
 
 @dataclasses.dataclass(frozen=True)
 class Instruction:
-  name: str
-  target: str
-  results: tuple[Result, ...]
+  fingerprint: str
+  candidates: tuple[Candidate, ...]
 
-  def valid(self) -> list[Result]:
-    return [r for r in self.results if not r.failed and r.seconds]
-
-  @property
-  def best(self) -> Result | None:
-    return min(self.valid(), key=lambda r: r.seconds, default=None)
+  def timed(self) -> list[Candidate]:
+    return [c for c in self.candidates if c.seconds > 0]
 
   @property
-  def first(self) -> Result | None:
-    v = self.valid()
-    return v[0] if v else None
+  def best(self) -> Candidate | None:
+    return min(self.timed(), key=lambda c: c.seconds, default=None)
+
+  @property
+  def first(self) -> Candidate | None:
+    t = self.timed()
+    return t[0] if t else None
 
 
 def parse(text: str) -> list[Instruction]:
   out = []
-  for log in blocks(text, 'logs'):
-    instr = (blocks(log, 'instr') or [''])[0]
-    name = re.search(r'\bname:\s*"([^"]*)"', instr)
-    target = re.search(r'\bcustom_call_target:\s*"([^"]*)"', instr)
-    results = []
-    for body in blocks(log, 'results'):
-      algo = re.search(r'\balgo_id:\s*(-?\d+)', body)
-      results.append(Result(_duration_seconds(body), bool(blocks(body, 'failure')), algo.group(1) if algo else '?'))
-    out.append(Instruction(name.group(1) if name else '?', target.group(1) if target else 'fusion', tuple(results)))
+  for prof in blocks(text, 'instruction_profiles'):
+    fp = re.search(r'\bhlo_fingerprint:\s*"([^"]*)"', prof)
+    cands = []
+    for cp in blocks(prof, 'config_profiles'):
+      backend = re.search(r'\bbackend:\s*(\w+)', cp)
+      name = backend.group(1) if backend else '?'
+      engine = None
+      if name == 'CUDNN':
+        algo = re.search(r'\balgo_id:\s*(\d+)', cp)
+        engine = int(algo.group(1)) if algo else 0
+      cands.append(Candidate(name, engine, _seconds(cp)))
+    out.append(Instruction(fp.group(1) if fp else '?', tuple(cands)))
   return out
 
 
+def _winner(ins: Instruction) -> str:
+  b = ins.best
+  return '-' if b is None else (f'{b.backend} eng{b.engine}' if b.engine is not None else b.backend)
+
+
 def summarise(instructions: list[Instruction]) -> str:
-  if not instructions:
-    return 'no autotuning logs in the file'
-  rows = ['| instruction | target | candidates | failed | best us | first us | first / best | best is candidate |',
-          '| --- | --- | --- | --- | --- | --- | --- | --- |']
-  loss = best_total = 0.0
-  for ins in instructions:
+  tuned = [i for i in instructions if len(i.candidates) > 1 and i.best is not None]
+  if not tuned:
+    return 'no autotuned instructions in the file'
+  rows = ['| instruction | backends | candidates | best us | first us | first / best | winner |',
+          '| --- | --- | --- | --- | --- | --- | --- |']
+  loss = 0.0
+  for ins in sorted(tuned, key=lambda i: -sum(c.seconds for c in i.candidates)):
     best, first = ins.best, ins.first
-    if best is None:
-      rows.append(f'| {ins.name} | {ins.target} | {len(ins.results)} | {len(ins.results)} | - | - | - | - |')
-      continue
     loss += first.seconds - best.seconds
-    best_total += best.seconds
-    rank = ins.valid().index(best)
-    rows.append(f'| {ins.name} | {ins.target} | {len(ins.results)} | {sum(r.failed for r in ins.results)} | '
-                f'{best.seconds * 1e6:.1f} | {first.seconds * 1e6:.1f} | {first.seconds / best.seconds:.2f} | '
-                f'{rank} (algo {best.algo}) |')
-  rows.append(f'\nBest configs sum to {best_total * 1e6:.1f} us, first configs to {(best_total + loss) * 1e6:.1f} us '
-              f'(+{loss * 1e6:.1f} us per execution of each instruction once).')
+    backends = ','.join(sorted({c.backend for c in ins.candidates}))
+    rows.append(f'| {ins.fingerprint[:12]} | {backends} | {len(ins.candidates)} | {best.seconds * 1e6:.1f} | '
+                f'{first.seconds * 1e6:.1f} | {first.seconds / best.seconds:.2f} | {_winner(ins)} |')
+  rows.append(f'\nFirst candidates instead of the best: +{loss * 1e6:.1f} us for one execution of each instruction.')
+  time, count, wins = collections.Counter(), collections.Counter(), collections.Counter()
+  for ins in tuned:
+    for c in ins.candidates:
+      if c.engine is not None:
+        time[c.engine] += c.seconds
+        count[c.engine] += 1
+    if ins.best.engine is not None:
+      wins[ins.best.engine] += 1
+  total = sum(time.values())
+  if total:
+    rows += ['', '| cuDNN engine | candidates | summed run ms | share | wins |', '| --- | --- | --- | --- | --- |']
+    for engine, secs in time.most_common():
+      rows.append(f'| {engine} | {count[engine]} | {secs * 1e3:.1f} | {secs / total:.0%} | {wins[engine]} |')
   return '\n'.join(rows)
+
+
+def compare(a: list[Instruction], b: list[Instruction]) -> str:
+  """The instructions tuned in both dumps whose winner differs."""
+  other = {i.fingerprint: i for i in b if i.best is not None}
+  both = [(i, other[i.fingerprint]) for i in a if i.best is not None and i.fingerprint in other]
+  differ = [(x, y) for x, y in both if _winner(x) != _winner(y)]
+  lines = [f'{len(both)} instructions in both dumps; {len(differ)} with another winner:']
+  lines += [f'  {x.fingerprint[:12]}: {_winner(x)} ({x.best.seconds * 1e6:.1f} us) vs {_winner(y)} '
+            f'({y.best.seconds * 1e6:.1f} us)' for x, y in differ]
+  return '\n'.join(lines)
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('dump', type=pathlib.Path)
+  p.add_argument('--compare', type=pathlib.Path, help='another dump: instructions whose winner differs')
   args = p.parse_args()
-  print(summarise(parse(args.dump.read_text(errors='replace'))))
+  this = parse(args.dump.read_text(errors='replace'))
+  print(summarise(this))
+  if args.compare:
+    print('\n' + compare(this, parse(args.compare.read_text(errors='replace'))))
 
 
 if __name__ == '__main__':

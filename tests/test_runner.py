@@ -63,6 +63,17 @@ def test_convolution_command_buffers_are_taken_out_only_when_programs_come_from_
   assert 'CONVOLUTION | --xla_gpu_enable_triton_gemm=false --xla_gpu_enable_command_buffer=+CONVOLUTION' in plain.stdout
 
 
+def test_excluded_cudnn_engines_reach_the_errata_file_before_jax_starts(tmp_path):
+  code = ('import os\nfrom absl import flags\nfrom dawnjax.experiments import common\ncommon.define_common_flags()\n'
+          'flags.FLAGS(["x", "--cudnn_excluded_engines={engines}"])\ncommon.configure_jax()\n'
+          'print("FILE", open(os.environ["CUDNN_ERRATA_JSON_FILE"]).read().count("rule_id"))\n')
+  ok = _python(code.format(engines='0,45'), TMPDIR=str(tmp_path), CUDNN_ERRATA_JSON_FILE='')
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert 'FILE 6' in ok.stdout  # 2 engines x forward, input gradient, filter gradient
+  bad = _python(code.format(engines='eng0'), TMPDIR=str(tmp_path))
+  assert bad.returncode != 0 and '--cudnn_excluded_engines=eng0: not integers' in bad.stderr
+
+
 def _python(code: str, **env) -> subprocess.CompletedProcess:
   full_env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **env}
   for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID', 'DAWNJAX_MULTIHOST'):

@@ -44,6 +44,10 @@ def define_common_flags() -> None:
                        'Level 1 cut the CIFAR-10 compile from ~35 s to 28.5 s on an H100 with the same timed '
                        'seconds (20 seeds); level 0 made the run far slower. Appended to $XLA_FLAGS before JAX '
                        'starts its backends.', lower_bound=0, upper_bound=4)
+  flags.DEFINE_list('cudnn_excluded_engines', [], 'cuDNN engine numbers kept out of XLA\'s convolution autotuning '
+                    '(never compiled or timed), through cuDNN\'s errata file ($CUDNN_ERRATA_JSON_FILE; '
+                    'dawnjax/cudnn_errata.py). The CIFAR-10 recipe drops the engines that took 85% of the '
+                    'autotuner\'s GPU time on an H200 and never won.')
   flags.DEFINE_bool('executable_cache', True, 'With --compilation_cache_dir, also keep the compiled programs '
                     'themselves (and their FLOP counts) under <dir>/dawnjax_executables, keyed by dawnjax\'s source, '
                     'the recipe, data shapes, mesh, versions and XLA flags, so that a warm start skips tracing '
@@ -115,6 +119,13 @@ def configure_jax() -> None:
     FLAGS.xla_flags = without_conv_command_buffers(FLAGS.xla_flags)
     merged = kept
   os.environ['XLA_FLAGS'] = merged
+  if FLAGS.cudnn_excluded_engines:
+    from dawnjax import cudnn_errata
+    try:
+      engines = [int(e) for e in FLAGS.cudnn_excluded_engines]
+    except ValueError as err:
+      raise ConfigError(f'--cudnn_excluded_engines={",".join(FLAGS.cudnn_excluded_engines)}: not integers') from err
+    cudnn_errata.install(engines)
   if not FLAGS.gpu_preallocate:
     os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
   import jax

@@ -6,8 +6,9 @@ CIFAR-10 start on an H100 (experiments/results/cifar10_jpeg/h100_2026-11-23_next
 stores the compiled executables themselves (`jax.experimental.serialize_executable`) with the
 workload's FLOP counts, under a key made of everything that determines them: dawnjax's source
 files, the workload's program fingerprint (recipe, data shapes, mesh), the Python/JAX/jaxlib/
-flax/optax/numpy versions, $XLA_FLAGS and JAX's configuration. Anything changed is a miss, never
-a stale program; an unreadable entry is a miss that gets rewritten.
+flax/optax/numpy versions, $XLA_FLAGS, the cuDNN errata file (dawnjax/cudnn_errata.py) and JAX's
+configuration. Anything changed is a miss, never a stale program; an unreadable entry is a miss that
+gets rewritten.
 
 Entries are pickles: load only a cache directory you wrote yourself.
 """
@@ -28,6 +29,7 @@ from typing import Any, Iterator, Mapping
 
 from absl import logging
 
+from dawnjax import cudnn_errata
 from dawnjax.workloads.base import FlopCounts
 
 FORMAT_VERSION = 1
@@ -60,6 +62,7 @@ def environment() -> dict[str, Any]:
       'python': sys.version,
       'versions': {m.__name__: getattr(m, '__version__', '?') for m in (jax, jaxlib, flax, optax, numpy)},
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'cudnn_errata': cudnn_errata.installed_rules(),
       'jax_config': config,
       'devices': [(d.id, d.platform, d.device_kind, d.process_index) for d in jax.devices()],
   }
