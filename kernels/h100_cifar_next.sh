@@ -881,10 +881,10 @@ if [ "$part" = final18 ]; then
   # of the together rows (a compile gain there is a lead, not adopted, until its timed seconds are measured).
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 $(wall_rows 2)
-cold2 1 -- $RECIPE
-final20 20 -- $RECIPE
 together_cold1 1 $T -- $RECIPE
+cold2 1 -- $RECIPE
 together_cold2 1 $T -- $RECIPE
+final20 20 -- $RECIPE
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
