@@ -30,8 +30,7 @@ def test_a_users_own_errata_file_is_not_overridden(tmp_path, monkeypatch):
   monkeypatch.setenv(cudnn_errata.ENV, str(tmp_path / 'mine.json'))
   with pytest.raises(ConfigError, match='both set'):
     cudnn_errata.install([0], str(tmp_path))
-  with pytest.raises(ConfigError, match='cannot be read'):
-    cudnn_errata.installed_rules()
+  assert cudnn_errata.installed_rules().startswith('unreadable ')  # cuDNN ignores it; the cache key says so
 
 
 def test_engine_numbers_are_checked():
