@@ -35,7 +35,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -885,6 +885,24 @@ together_cold1 1 $T -- $RECIPE
 cold2 1 -- $RECIPE
 together_cold2 1 $T -- $RECIPE
 final20 20 -- $RECIPE
+VARIANTS
+fi
+if [ "$part" = together19 ]; then
+  # Written at the end of the fourteenth session for the next one. final18 (call 4): compiling the first epoch program
+  # beside the others (branch exp/compile-together: 73b2d72, two commits on 6b9eeea; TOG=its snapshot: git archive
+  # exp/compile-together | tar -x -C .snap_tog; carry it) cut the cold compile 21.0 / 24.0 -> 17.2 / 19.4 s, one seed
+  # each, with the timed seconds unmeasured. ABBA 20 seeds (each row is a cold process: its compile seconds count too),
+  # then two cold rows of each. Predicted: timed unchanged (the autotuner still picks the same winners: it times all
+  # of them, only now with other programs compiling beside it), compile -2..-4 s.
+  TOG=${TOG:?TOG=path of a snapshot of branch exp/compile-together}
+  imports_from together $TOG || exit 1
+  T="PYTHONSAFEPATH=1 PYTHONPATH=$TOG"
+  abba plain "-- $RECIPE" together "$T -- $RECIPE"
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+cold_plain 1 -- $RECIPE
+cold_together 1 $T -- $RECIPE
+cold_together_b 1 $T -- $RECIPE
+cold_plain_b 1 -- $RECIPE
 VARIANTS
 fi
 if [ "$part" = round3 ]; then
