@@ -826,10 +826,10 @@ if [ "$part" = autotune16 ]; then
   # cold15 (call 1): --xla_gpu_exclude_nondeterministic_ops cut the cold compile 22.1 -> 11.6 s (epoch program 13.4 ->
   # 3.9 s; wall 14.9 s) but cost +10% timed (0.878 vs 0.796 s, one seed). In this XLA it makes the autotuner take
   # each instruction's first config (cuDNN's heuristic pick) without timing any, as --xla_gpu_autotune_level=0 does.
-  # Here: the autotuner's own log and its per-candidate results (kernels/autotune_log.py: compile vs profile seconds
-  # per instruction; kernels/autotune_results.py: per convolution, the first config's run time against the best), and
-  # level 0 alone (first configs, nothing else made deterministic). Predicted: profiling, not compiling, holds most
-  # of the 11 s; the first config loses on a few convolutions only.
+  # Here: the autotuner's own log and its per-candidate results (kernels/autotune_log.py: each instruction's profiling
+  # span; kernels/autotune_results.py: per convolution, the first config's run time against the best, and each
+  # engine's share), and level 0 alone (first configs, nothing else made deterministic). Predicted: profiling, not
+  # compiling, holds most of the 11 s; the first config loses on a few convolutions only.
   bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
 a_log 1 XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/autotune16.txt TF_CPP_MIN_LOG_LEVEL=0 TF_CPP_VMODULE=autotuner=2 -- $RECIPE
 a_level0 1 -- $RECIPE --xla_gpu_autotune_level=0
@@ -869,9 +869,9 @@ fi
 if [ "$part" = final18 ]; then
   # errata17 (call 3): --cudnn_excluded_engines=0,1,19,45 cut the autotuning 11.2 -> 3.8 s and the cold compile by
   # ~7 s at the same timed seconds; now in fast.flags. Here, fast.flags as it stands: the wall protocol (cold, cache
-  # fill, 2 hits), a second cold process, 20 seeds. Then the first epoch
-  # program compiled beside the others instead of before them (branch exp/compile-together, TOG=its snapshot): with
-  # autotuning at ~4 s, the second epoch program's ~5.5 s of compile may overlap it. Predicted: cold wall 19-21 s;
+  # fill, 2 hits), a second cold process, 20 seeds; and the first epoch program compiled beside the others instead of
+  # before them (branch exp/compile-together, TOG=its snapshot): with autotuning at ~4 s, the second epoch program's
+  # ~5.5 s of compile may overlap it. Predicted: cold wall 19-21 s;
   # together -1..-3 s of compile if duplicate autotuning of shared convolutions (both programs miss the cache at
   # once) costs less than the overlap gains.
   TOG=${TOG:?TOG=path of a snapshot of branch exp/compile-together}
