@@ -640,6 +640,12 @@ if [ "$part" = h100_12 ]; then
   # Predicted (twelfth session, with --loop_chunk=8): ~0.87-0.91 s at ~90.58% (by the H100/H200 ratio of the seventh
   # session, ~1.07, and by the H200 in-call ratios since the H100's 1.025-1.029 s); cold ~30 s; warm ~4.5-5.5 s.
   { echo "final20 20 -- $RECIPE"; echo "final20_b 20 -- $RECIPE"; wall_rows 2; } | bash kernels/h100_cifar_speed_ab.sh
+  # Added in the fourteenth session: fast.flags now keeps cuDNN engines 0, 1, 19 and 45 out of the autotuning (they
+  # never won on an H200 and held 84-85% of its profiling). One more cold process, with every engine offered and the
+  # autotuner's dump, checks that on the H100: their share and wins there (kernels/autotune_results.py).
+  echo "all_engines_dump 1 XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/at_h100.txt -- $RECIPE --cudnn_excluded_engines=" \
+    | bash kernels/h100_cifar_speed_ab.sh
+  python3 kernels/autotune_results.py /tmp/at_h100.txt > $OUT/autotune_h100.txt; grep -A8 'cuDNN engine' $OUT/autotune_h100.txt
 fi
 if [ "$part" = pool12 ]; then
   # Block1's pool backward fused into its Pallas filter gradient (--block1_conv1_impl=padded_igemm_pool): the
