@@ -18,8 +18,8 @@ def test_rules_block_each_engine_for_every_convolution_kind():
 
 
 def test_install_writes_the_file_and_points_cudnn_at_it(tmp_path, monkeypatch):
-  monkeypatch.delenv(cudnn_errata.ENV, raising=False)
-  assert cudnn_errata.install([], str(tmp_path)) is None and cudnn_errata.ENV not in os.environ
+  monkeypatch.setenv(cudnn_errata.ENV, '')  # unset for the module, and restored after the test
+  assert cudnn_errata.install([], str(tmp_path)) is None and os.environ[cudnn_errata.ENV] == ''
   path = cudnn_errata.install([1, 19], str(tmp_path))
   assert os.environ[cudnn_errata.ENV] == path
   assert json.loads(cudnn_errata.installed_rules()) == cudnn_errata.errata([1, 19])
@@ -40,7 +40,7 @@ def test_engine_numbers_are_checked():
 
 def test_the_executable_cache_key_changes_with_the_errata(tmp_path, monkeypatch):
   from dawnjax.train import executable_cache
-  monkeypatch.delenv(cudnn_errata.ENV, raising=False)
+  monkeypatch.setenv(cudnn_errata.ENV, '')
   plain = executable_cache.cache_key({'w': 1})
   cudnn_errata.install([0], str(tmp_path))
   assert executable_cache.cache_key({'w': 1}) != plain
