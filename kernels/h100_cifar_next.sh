@@ -15,6 +15,7 @@
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh wall6   # ~4 min
 #   RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh warm6   # ~2 min
 #   OLD=../old RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh wall7   # ~5 min
+#   TOG=../.snap_tog OLD=../.snap_old RECIPE=--flagfile=experiments/cifar10/fast.flags bash kernels/h100_cifar_next.sh together_warm20   # ~7 min
 #   RECIPE="..." bash kernels/h100_cifar_next.sh round3   # 7.0 and 7.15 epochs over 20 seeds, then 3 + 4
 # 'ab' was measured on 2026-11-23 (fourth session, experiments/results/cifar10_jpeg/
 # h100_2026-11-23_bn_pool_hiverge): argmax -3.5%, fused BN -0.2%, both -4.8%, hiverge -4.9%.
@@ -35,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -910,6 +911,49 @@ cold_together 1 $T -- $RECIPE
 cold_together_b 1 $T -- $RECIPE
 cold_plain_b 1 -- $RECIPE
 VARIANTS
+fi
+if [ "$part" = together20 ] || [ "$part" = together_warm20 ]; then
+  # together19 without its four cold rows (each ABBA row is a cold process whose compile seconds count too), so that
+  # warm20 fits in the same call. Predicted: timed unchanged, compile -2..-4 s.
+  TOG=${TOG:?TOG=path of a snapshot of branch exp/compile-together}
+  imports_from together $TOG || exit 1
+  abba plain "-- $RECIPE" together "PYTHONSAFEPATH=1 PYTHONPATH=$TOG -- $RECIPE"
+fi
+if [ "$part" = warm20 ] || [ "$part" = together_warm20 ]; then
+  # Fifteenth session: where a warm start's seconds go (cache hits 5.7 / 5.9 s in final18: start-up 2.6-2.9, data
+  # 0.3-0.4, program loading 0.9-1.0, warm-up 0.7 (0.4 after a cold compile), seeds and reporting 1.1 for 0.8 timed).
+  # OLD=a snapshot of the commit before this session (6d9a078). Each side has its own cache directory: a JAX cache
+  # hit is never stored in the executable cache, so a shared one would leave the second side without entries.
+  # Predicted for the new code: -0.15..-0.25 s (orbax no longer imported to read its version).
+  OLD=${OLD:?OLD=path of a snapshot of the commit to compare with}
+  imports_from old $OLD || exit 1
+  O="PYTHONSAFEPATH=1 PYTHONPATH=$OLD"
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+fill_old 1 $O -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+fill_new 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+warm_old1 1 $O -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+warm_new1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+warm_new2 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+warm_old2 1 $O -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+warm_old3 1 $O -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+warm_new3 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+warm_new4 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new
+warm_old4 1 $O -- $RECIPE --compilation_cache_dir=/tmp/jc_old
+warm_new_tb1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new --tensorboard
+warm_new_tb2 1 -- $RECIPE --compilation_cache_dir=/tmp/jc_new --tensorboard
+VARIANTS
+  # The same warm command (TensorBoard on, as a user runs it) under -X importtime, then traced by stage.
+  W="$RECIPE --data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --noeval_every_epoch --noexport_model"
+  python3 -X importtime -m dawnjax.experiments.cifar10 $W --compilation_cache_dir=/tmp/jc_new \
+    --output_dir=/tmp/imp20 2> /tmp/importtime20.txt | tail -1
+  sort -t'|' -k2 -n -r /tmp/importtime20.txt | head -60 > $OUT/importtime20.txt
+  python3 kernels/warm_start_trace.py run --trace_dir=/tmp/wtrace20 -- $W --compilation_cache_dir=/tmp/jc_new \
+    --output_dir=$OUT/runs/trace20 2>&1 | grep -v '^[IW]1' | tail -3
+  python3 kernels/warm_start_trace.py summary --trace_dir=/tmp/wtrace20 --top=15 > $OUT/warm_trace20.txt
+  head -40 $OUT/warm_trace20.txt
+  P=$(ls /tmp/wtrace20/plugins/profile/*/perfetto_trace.json.gz 2>/dev/null | head -1)
+  [ -n "$P" ] && [ $(stat -c %s $P) -lt 40000000 ] && cp $P $OUT/runs/trace20/
+  startup_probes "" "--exe_cache_dir=/tmp/jc_new/dawnjax_executables"
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -1,4 +1,5 @@
 """The shared runner's flag handling that does not need a device: --profile_steps -> epochs, XLA flags."""
+import json
 import os
 import socket
 import subprocess
@@ -116,3 +117,19 @@ def test_bad_multi_host_settings_are_one_line_errors(monkeypatch):
   monkeypatch.setenv('JAX_NUM_PROCESSES', 'two')
   with pytest.raises(ConfigError, match="JAX_NUM_PROCESSES='two': expected an integer"):
     parallel.maybe_initialize_distributed()
+
+
+def test_result_versions_come_from_the_installed_distributions_without_importing_them():
+  # Importing orbax only to read its version cost ~0.25 s of every run's wall time.
+  out = _python('import importlib.metadata, json, sys\n'
+                'from dawnjax.train import reporting\n'
+                'assert "orbax.checkpoint" not in sys.modules\n'
+                'import jax\n'
+                'v = reporting.software_versions()\n'
+                'print(json.dumps([v, "orbax.checkpoint" in sys.modules, importlib.metadata.version("orbax-checkpoint"), '
+                'jax.__version__]))')
+  assert out.returncode == 0, out.stderr
+  versions, imported, orbax_version, jax_version = json.loads(out.stdout.splitlines()[-1])
+  assert not imported
+  assert versions['orbax.checkpoint'] == orbax_version and versions['jax'] == jax_version
+  assert set(versions) == {'python', 'jax', 'jaxlib', 'flax', 'optax', 'orbax.checkpoint', 'numpy'}
