@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -133,3 +134,14 @@ def test_result_versions_come_from_the_installed_distributions_without_importing
   assert not imported
   assert versions['orbax.checkpoint'] == orbax_version and versions['jax'] == jax_version
   assert set(versions) == {'python', 'jax', 'jaxlib', 'flax', 'optax', 'orbax.checkpoint', 'numpy'}
+
+
+def test_process_start_time_is_when_the_process_was_spawned():
+  # The start-up and wall seconds every run reports begin here. psutil's create_time put it up to 1 s
+  # early (the kernel's boot time is truncated to whole seconds); measured here from the parent.
+  before = time.time()
+  out = _python('from dawnjax.experiments import common\nprint(repr(common.process_start_time()))')
+  after = time.time()
+  assert out.returncode == 0, out.stderr
+  start = float(out.stdout.splitlines()[-1])
+  assert before - 0.03 <= start <= after, (before, start, after)
