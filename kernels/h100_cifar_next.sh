@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -982,6 +982,36 @@ VARIANTS
     serve $OUT/serve21 cpus_$cpus $off
   done
   taskset -pc 0-$(($(nproc) - 1)) $$ > /dev/null
+fi
+if [ "$part" = gc22 ]; then
+  # Fifteenth session: final21's 20 seeds had one stall (seed 1's first epoch 0.248 s against 0.113 s). Suspected: a
+  # full Python garbage collection (~0.1 s with JAX, Flax and optax loaded) inside the epoch, newly possible once the
+  # reporter stopped importing orbax between seeds. OLD=a snapshot without the loop's gc.freeze (7843173). Both sides
+  # print every full collection (kernels/gc_log_run.py) between their epoch lines. Predicted: OLD shows a full
+  # collection inside some seed's epochs where its epoch is ~0.1 s long; the new code none inside a seed.
+  OLD=${OLD:?OLD=path of a snapshot of the commit to compare with}
+  imports_from old $OLD || exit 1
+  python3 -c "from dawnjax.data.cifar10 import load_cifar10; load_cifar10('.data/cifar10-jpeg.tar.gz', cache_dir='/tmp/cache')"
+  A="--data_dir=.data/cifar10-jpeg.tar.gz --cache_dir=/tmp/cache --seeds=20 --noeval_every_epoch --notensorboard --noexport_model"
+  mkdir -p $OUT/runs
+  for side in old new old_b new_b; do
+    case $side in old*) E="PYTHONSAFEPATH=1 PYTHONPATH=$OLD";; *) E="";; esac
+    env $E python3 kernels/gc_log_run.py -- $RECIPE $A --output_dir=$OUT/runs/gc_$side 2>&1 | grep -v '^[IW]1' \
+      > $OUT/runs/gc_$side.log
+    echo "== $side: $(grep -c '^gc: generation 2' $OUT/runs/gc_$side.log) full collections; epochs over 0.15 s:"
+    grep -B1 -A1 -E 'epoch +(0\.1[5-9]|0\.[2-9]|[1-9])[0-9]* s \|' $OUT/runs/gc_$side.log | grep -E '^(gc|seed)' | head -12
+    grep -E '^gc' $OUT/runs/gc_$side.log | head -8
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); t=s['timed_seconds']; a=s['accuracy']; print(f\"timed {t['mean']:.4f} +- {t['std']:.4f} (max {t['max']:.4f}) acc {a['mean']:.2f}\")" \
+      $OUT/runs/gc_$side/summary.json
+  done
+  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
+cold1 1 -- $RECIPE
+cold2 1 -- $RECIPE
+fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
+warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
+warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
+warm3 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
+VARIANTS
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
