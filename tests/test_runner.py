@@ -127,8 +127,8 @@ def test_result_versions_come_from_the_installed_distributions_without_importing
                 'assert "orbax.checkpoint" not in sys.modules\n'
                 'import jax\n'
                 'v = reporting.software_versions()\n'
-                'print(json.dumps([v, "orbax.checkpoint" in sys.modules, importlib.metadata.version("orbax-checkpoint"), '
-                'jax.__version__]))')
+                'print(json.dumps([v, "orbax.checkpoint" in sys.modules, '
+                'importlib.metadata.version("orbax-checkpoint"), jax.__version__]))')
   assert out.returncode == 0, out.stderr
   versions, imported, orbax_version, jax_version = json.loads(out.stdout.splitlines()[-1])
   assert not imported

@@ -11,11 +11,9 @@ inside the timed region and also tallied on its own, so the cost of checkpointin
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import jax
 
@@ -161,28 +159,6 @@ def train_seed(workload: Workload, seed: int, config: LoopConfig,
     for listener in listeners:
       listener.on_seed_end(done)
     return done
-  with garbage_frozen():
-    return _timed_seed(workload, seed, config, listeners, before_epoch, checkpointer)
-
-
-@contextlib.contextmanager
-def garbage_frozen() -> Iterator[None]:
-  """Every object alive when a seed starts kept out of Python's garbage collections during it.
-
-  A full collection scans every tracked object: ~0.1 s with JAX, Flax and optax loaded, and one
-  that falls inside an epoch delays that epoch's dispatches by as much. Frozen, the objects the
-  imports and the compile made are not scanned, so the collections a seed triggers see only the
-  objects it made itself. They are released again after the seed: cyclic garbage made before it
-  is collected then, not kept for good."""
-  gc.freeze()
-  try:
-    yield
-  finally:
-    gc.unfreeze()
-
-
-def _timed_seed(workload: Workload, seed: int, config: LoopConfig, listeners: tuple[Listener, ...],
-                before_epoch: Callable[[int], None] | None, checkpointer: Checkpointer | None) -> SeedResult:
   target = workload.target
   timed = Stopwatch()
   records: list[EpochRecord] = []
