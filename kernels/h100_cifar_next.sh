@@ -647,6 +647,9 @@ if [ "$part" = h100_12 ]; then
   echo "all_engines_dump 1 XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/at_h100.txt -- $RECIPE --cudnn_excluded_engines=" \
     | bash kernels/h100_cifar_speed_ab.sh
   python3 kernels/autotune_results.py /tmp/at_h100.txt > $OUT/autotune_h100.txt; grep -A8 'cuDNN engine' $OUT/autotune_h100.txt
+  # Fifteenth session: every program now compiles side by side and the process start is read exactly (it had been up
+  # to 1 s early). On H200s that gave cold 14.0-17.4 s and warm 3.5-4.4 s at 0.796-0.801 s timed; predicted here
+  # timed ~0.86-0.89 s, cold ~15-20 s, warm ~3.5-4.5 s (the `process` column is the cross-check).
 fi
 if [ "$part" = pool12 ]; then
   # Block1's pool backward fused into its Pallas filter gradient (--block1_conv1_impl=padded_igemm_pool): the

@@ -3,6 +3,7 @@
 #   bash kernels/h100_imagenet_next.sh model     # 1 GPU, ~4 min: ResNet-50 bf16 224 px synthetic,
 #                                                #   autodiff BatchNorm vs --bn_impl=fused, batch 384/512
 #   bash kernels/h100_imagenet_next.sh profile   # 1 GPU, ~3 min: kernel-time breakdown of the fastest config
+#   bash kernels/h100_imagenet_next.sh errata    # 1 GPU, ~4 min: --cudnn_excluded_engines on ResNet-50's cold compile
 #   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling of the
 #                                                #   fastest 1-GPU configuration (override with EXTRA, BATCH)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -11,7 +12,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
-case ${1:?usage: h100_imagenet_next.sh model|profile|scaling} in
+case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -29,6 +30,26 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|scaling} in
       --output_dir=$OUT/profile_run --profile_epochs=2:2 ${EXTRA:-} 2>&1 | grep -v '^[IW]1' | tail -4
     python3 kernels/trace_summary.py $OUT/profile_run/tensorboard/profile --per=auto --top=30 > $OUT/profile_resnet50.md
     head -14 $OUT/profile_resnet50.md; rm -rf $OUT/profile_run/tensorboard ;;
+  errata)
+    # Fifteenth session: CIFAR-10's --cudnn_excluded_engines=0,1,19,45 (engines that never won a CIFAR convolution on
+    # an H200 and held 84-85% of its autotuning time) on ResNet-50, the fastest configuration, cold (no cache), with
+    # the autotuner's dump each way (one process each: a cold ResNet-50 compile is ~100 s). Predicted: compile
+    # -10..-30 s if those engines are as slow on ResNet-50's ~50 convolution shapes; img/s the same if they never win
+    # there (the plain dump says: kernels/autotune_results.py).
+    for side in plain excluded; do
+      case $side in excluded*) X=--cudnn_excluded_engines=0,1,19,45;; *) X=;; esac
+      XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/at_$side.txt /usr/bin/time -f 'process_wall %e' \
+        python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags \
+        --space_to_depth --stages=0:224:1024 --synthetic_train_examples=51200 --notensorboard --noexport_model \
+        --output_dir=$OUT/runs/errata_$side $X > $OUT/runs/errata_$side.log 2>&1
+      python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], 'compile', round(s['compile_seconds'], 1), \
+        'img/s', round(s['train_examples_per_second']), 'wall', round(s['wall_seconds'], 1))" \
+        $OUT/runs/errata_$side/summary.json $side || tail -5 $OUT/runs/errata_$side.log
+      python3 kernels/autotune_results.py /tmp/at_$side.txt > $OUT/runs/autotune_$side.txt
+    done
+    grep -A12 'cuDNN engine' $OUT/runs/autotune_plain.txt
+    python3 kernels/autotune_results.py /tmp/at_excluded.txt --compare /tmp/at_plain.txt | tail -8
+    cd $OUT && tar czf errata_runs.tgz runs && rm -rf runs ;;
   scaling)
     # Per-device batch 1024, space-to-depth stem, argmax stem pool, fused BatchNorm: 6,921 img/s on
     # one H100 (results/imagenet/h100_2026-11-23_s2d, call 7).
