@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import functools
 import os
 import sys
@@ -133,9 +132,7 @@ def main() -> None:
   if args.mode == 'run':
     run(args.trace_dir, args.entry, [a for a in rest if a != '--'])
   else:
-    with contextlib.redirect_stdout(sys.stderr):
-      events = trace_summary.load_events(args.trace_dir)
-    print(stage_table(events, args.top))
+    print(stage_table(trace_summary.load_events(args.trace_dir), args.top))
 
 
 if __name__ == '__main__':
