@@ -9,6 +9,9 @@ cannot start earlier) to the end, and a named annotation around each stage:
       --data_dir=... --output_dir=... --compilation_cache_dir=...
   python kernels/warm_start_trace.py summary --trace_dir=DIR [--top=12]
 
+With Python frames on (the default) a cold run's tracing and lowering fill the profiler's event buffer, so
+the stages after them are missing: trace a cold run with --no-python_frames.
+
 The summary lists each stage's wall time, the GPU's busy time inside it, and the host events that
 start inside it by self time (all threads, summed by name; the profiler's Python tracer names
 Python frames `$file:line function`): time spent importing, loading modules, building cuDNN plans,
@@ -42,7 +45,7 @@ def annotate(owner, name: str, label: str) -> None:
   setattr(owner, name, wrapped)
 
 
-def run(trace_dir: str, entry: str, argv: list[str]) -> None:
+def run(trace_dir: str, entry: str, argv: list[str], python_frames: bool = True) -> None:
   import importlib
 
   import jax
@@ -67,6 +70,7 @@ def run(trace_dir: str, entry: str, argv: list[str]) -> None:
   def traced(*args, **kwargs):
     options = jax.profiler.ProfileOptions()
     options.host_tracer_level = 2
+    options.python_tracer_level = 1 if python_frames else 0
     jax.profiler.start_trace(trace_dir, create_perfetto_trace=True, profiler_options=options)
     try:
       with jax.profiler.TraceAnnotation(PREFIX + 'run_workload'):
@@ -128,9 +132,13 @@ def main() -> None:
   p.add_argument('--trace_dir', required=True)
   p.add_argument('--entry', default='cifar10', choices=('cifar10', 'imagenet'))
   p.add_argument('--top', type=int, default=12)
+  p.add_argument('--python_frames', action=argparse.BooleanOptionalAction, default=True,
+                 help="record every Python call as a host event (names where Python time goes); a cold run's "
+                      'tracing and lowering then overflow the profiler\'s event buffer and the later stages are lost: '
+                      'use --no-python_frames for a cold run')
   args, rest = p.parse_known_args()
   if args.mode == 'run':
-    run(args.trace_dir, args.entry, [a for a in rest if a != '--'])
+    run(args.trace_dir, args.entry, [a for a in rest if a != '--'], args.python_frames)
   else:
     print(stage_table(trace_summary.load_events(args.trace_dir), args.top))
 
