@@ -11,6 +11,12 @@ too ('exported'). --exported loads and runs only the artifact: no Flax, no model
 The reported DAWNBench latency is the exported artifact's (the native one's when there is none)
 mean over the whole test set in the first --latency_modes mode ('host': image in host memory,
 label back in host memory). See dawnjax/inference/latency.py for the protocol.
+
+ImageNet (--task=imagenet): the validation split named by --data_dir (a class-folder tree or a TFDS
+copy) is decoded, resized and centre-cropped on the host first, as the training run's evaluation
+did, off the clock: a request is one such uint8 image (decoding is the client's work, as for the
+other tasks' inputs); each request returns the five best classes, and the reported accuracy is top-5 with top-1
+beside it. Only the complete ILSVRC2012 validation split can qualify.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ flags.DEFINE_string('checkpoint', None, 'Training --output_dir (holding model/) 
 flags.DEFINE_string('exported', None, 'A jax.export artifact directory (written by a --checkpoint run).')
 flags.DEFINE_string('data_dir', None, 'Dataset location, as for training.')
 flags.DEFINE_string('cache_dir', None, 'Where prepared uint8 caches go (as for training).')
+flags.DEFINE_integer('num_workers', None, 'ImageNet: processes decoding the validation images before any timing '
+                     '(default: CPU cores - 1).')
 flags.DEFINE_string('output_dir', None, 'Where the inference JSON, summary and exported artifact go.')
 flags.DEFINE_integer('test_subset', None, 'Only N test images (tests/debugging; never a qualifying result).')
 flags.DEFINE_integer('warmup', 100, 'Batch-1 calls before each timed pass (excluded, recorded).')
@@ -93,6 +101,8 @@ class TestSet:
   groups: Any = None  # unit index per item; latency is per unit (sum of its items)
   unit: str = 'image'
   subset: bool = False  # not the whole test set (besides --test_subset)
+  metrics: Callable[[Any], dict[str, float]] | None = None  # named figures beside the score
+  info: dict[str, Any] = dataclasses.field(default_factory=dict)  # how the items were made
 
 
 def load_test_set(task: str, manifest: dict[str, Any] | None = None) -> TestSet:
@@ -106,8 +116,10 @@ def load_test_set(task: str, manifest: dict[str, Any] | None = None) -> TestSet:
     dev = squad.inference_eval_set(manifest['model_config'], FLAGS.data_dir, FLAGS.test_subset)
     return TestSet(dev.name, dev.items, score=dev.score, groups=dev.groups, unit='question',
                    subset=bool(manifest['model_config']['squad'].get('max_dev_questions')))
+  if task == 'imagenet':
+    return _imagenet_test_set(manifest or {})
   if task != 'cifar10':
-    raise ConfigError(f'--task={task}: only cifar10 and squad have an inference benchmark so far')
+    raise ConfigError(f'--task={task}: expected cifar10, imagenet or squad')
   return _cifar10_test_set()
 
 
@@ -126,9 +138,77 @@ def _cifar10_test_set() -> TestSet:
   return TestSet(data.name, np.ascontiguousarray(images), labels)
 
 
+IMAGENET_VAL_IMAGES = 50000
+
+
+def _imagenet_test_set(manifest: dict[str, Any]) -> TestSet:
+  """The validation split, decoded and centre-cropped on the host before any timing, exactly as the
+  training run's evaluation did (the size and crop ratio come from the model): a request is one
+  such image. A model trained on synthetic data is served random images unless --data_dir is
+  given (its latency, never a qualifying result)."""
+  import time
+  import numpy as np
+  from dawnjax.data.image_decode import available_cpus
+  from dawnjax.data.imagenet import pipeline, sources
+  from dawnjax.data.imagenet.transforms import Crop
+  from dawnjax.errors import ConfigError
+  config = manifest.get('model_config') or {}
+  shape = ((manifest.get('input') or {}).get('shape') or [])[-3:]  # an artifact's starts with batch 'b'
+  if len(shape) != 3 or 'num_classes_resolved' not in config:
+    raise ConfigError('--task=imagenet: the model manifest lacks its input shape or class count')
+  size, classes = int(shape[0]), int(config['num_classes_resolved'])
+  model_dataset = str(manifest.get('dataset', ''))
+  if model_dataset.startswith('synthetic') and not FLAGS.data_dir:
+    n = FLAGS.test_subset or IMAGENET_VAL_IMAGES
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, classes, n).astype(np.int32)
+    return TestSet(model_dataset, images, labels, metrics=imagenet_metrics(labels),
+                   score=lambda p: imagenet_metrics(labels)(p)['top5Accuracy'],
+                   info={'source': f'{n} random uint8 images of {size} px (the model was trained on '
+                                   'synthetic data; pass --data_dir to serve real images)'})
+  if not FLAGS.data_dir:
+    raise ConfigError('--data_dir is required: the ImageNet validation split (a class-folder tree, '
+                      'folder or .tar/.tar.gz, or a TFDS data dir holding imagenet2012/)')
+  opened = sources.open_dataset('auto', FLAGS.data_dir)
+  if opened.num_classes != classes:
+    raise ConfigError(f'{FLAGS.data_dir} has {opened.num_classes} classes but the model has {classes}')
+  ids = opened.val_ids()
+  if FLAGS.test_subset:
+    ids = np.sort(ids[np.random.default_rng(1).permutation(len(ids))[:FLAGS.test_subset]])
+  crop = Crop(size, train=False, crop_ratio=float(config.get('eval_crop_ratio', Crop.crop_ratio)))
+  workers = FLAGS.num_workers if FLAGS.num_workers is not None else max(1, available_cpus() - 1)
+  stats = pipeline.PipelineStats()
+  start = time.perf_counter()
+  images, labels = sources.decode_rows(opened.reader, ids, crop, num_workers=workers, stats=stats)
+  seconds = time.perf_counter() - start
+  print(f'decoded {len(ids)} validation images to {size} px in {seconds:.1f} s on {workers} workers',
+        flush=True)
+  return TestSet(opened.name, images, labels, metrics=imagenet_metrics(labels),
+                 score=lambda p: imagenet_metrics(labels)(p)['top5Accuracy'],
+                 info={'source': opened.source, 'decode_seconds': seconds,
+                       'preprocessing': ((manifest.get('input') or {}).get('preprocessing')
+                                         or manifest.get('preprocessing')),
+                       'host_pipeline': stats.as_dict(workers)})
+
+
+def imagenet_metrics(labels):
+  """metrics(predictions [n, k] best first) -> top-1 and top-k accuracy in percent."""
+  import numpy as np
+  labels = np.asarray(labels)
+
+  def metrics(predictions) -> dict[str, float]:
+    best = np.asarray(predictions).reshape(len(labels), -1)
+    return {'top1Accuracy': 100.0 * float(np.mean(best[:, 0] == labels)),
+            'top5Accuracy': 100.0 * float(np.mean(np.any(best[:, :5] == labels[:, None], axis=1)))}
+
+  return metrics
+
+
 def _artifact_metadata(manifest: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
   keys = ('task', 'dataset', 'model', 'target', 'accuracy', 'model_config')
   return {**{k: manifest.get(k) for k in keys}, 'protocol': served_protocol(manifest),
+          'preprocessing': (manifest.get('input') or {}).get('preprocessing'),
           'source_checkpoint': str(checkpoint)}
 
 
@@ -138,8 +218,12 @@ def served_protocol(manifest: dict[str, Any]) -> str:
   return (manifest.get('meta') or {}).get('protocol') or manifest.get('protocol') or 'not recorded with the model'
 
 
+#: The test set a task's result must be measured on, where other datasets can serve its models.
+TASK_DATASETS = {'imagenet': 'imagenet'}
+
+
 def qualification(accuracy: float, threshold: float, *, subset: bool, dataset: str,
-                  model_dataset: str) -> tuple[bool, list[str]]:
+                  model_dataset: str, task: str = '') -> tuple[bool, list[str]]:
   """DAWNBench counts an inference result only at the task's accuracy on its whole test set."""
   reasons = []
   if accuracy < threshold:
@@ -150,6 +234,8 @@ def qualification(accuracy: float, threshold: float, *, subset: bool, dataset: s
     reasons.append(f'evaluated on {dataset}, trained on {model_dataset}')
   if dataset.startswith('synthetic'):
     reasons.append(f'{dataset} is generated data, not the task\'s test set')
+  elif task in TASK_DATASETS and dataset != TASK_DATASETS[task]:
+    reasons.append(f'{dataset} is not the {task} test set')
   return not reasons, reasons
 
 
@@ -205,7 +291,7 @@ def run() -> int:
 
   def bench(fn, variables):
     return benchmark(fn, variables, images, test.labels, device, config, score=test.score,
-                     groups=test.groups)
+                     groups=test.groups, metrics=test.metrics)
 
   paths: dict[str, dict[str, Any]] = {}
   exported_skipped = None
@@ -220,7 +306,7 @@ def run() -> int:
             classify, saved.variables, out / EXPORTED_SUBDIR, item_shape=images.shape[1:],
             item_dtype=images.dtype, metadata=_artifact_metadata(info, saved.directory),
             platforms=tuple(FLAGS.export_platforms) or None,
-            **({'output': info['meta']['output']} if 'output' in info.get('meta', {}) else {}))
+            output=info.get('meta', {}).get('output') or models.output_description(FLAGS.task))
       except ConfigError as err:  # e.g. flatbuffers missing: the native result still stands
         exported_skipped = str(err)
         print(f'exported artifact skipped: {err}', flush=True)
@@ -243,7 +329,7 @@ def run() -> int:
     raise ConfigError('the model records no target; pass --target')
   accuracy = primary['accuracy']
   qualifies, reasons = qualification(accuracy, threshold, subset=bool(FLAGS.test_subset) or test.subset,
-                                     dataset=dataset, model_dataset=info.get('dataset', dataset))
+                                     dataset=dataset, model_dataset=info.get('dataset', dataset), task=FLAGS.task)
   price = cost.hourly_price(device.device_kind, 1, FLAGS.cost_per_hour)
   per_item = (cost.cost_per_item_usd(primary['mean_ms'], price.usd_per_hour)
               if price.usd_per_hour is not None else None)
@@ -256,6 +342,7 @@ def run() -> int:
       'model_dataset': info.get('dataset'), 'training_accuracy': info.get('accuracy'),
       'latency_ms': primary['mean_ms'], 'latency_p50_ms': primary['p50_ms'],
       'latency_p99_ms': primary['p99_ms'], 'accuracy_field': metric, 'accuracy': accuracy,
+      'metrics': primary.get('metrics', {metric: accuracy}), 'test_set': test.info,
       'target': {'metric': metric, 'threshold': threshold}, 'qualifies': qualifies,
       'not_qualifying_because': reasons, 'reported': {'path': primary_path, 'mode': mode,
                                                       'statistic': 'mean over the test set'},
@@ -289,7 +376,7 @@ def run() -> int:
       accuracy_value=accuracy, cost_per_hour=price.usd_per_hour,
       misc=summary_lib.jsonable({k: summary[k] for k in (
           'dataset', 'latency_p50_ms', 'latency_p99_ms', 'qualifies', 'not_qualifying_because',
-          'reported', 'throughput_items_per_second', 'protocol')} | {'price_source': price.source}))
+          'reported', 'metrics', 'throughput_items_per_second', 'protocol')} | {'price_source': price.source}))
   basename = dawnbench.result_basename(FLAGS.author, model, hw_tag, 'JAX')
   atomic.atomic_write_json(out / f'{basename}.json', json_obj, indent=4)
   print(format_result(summary), flush=True)
@@ -312,12 +399,14 @@ def format_result(summary: dict[str, Any]) -> str:
           ('mean', 'mean ms', '.4f'), ('p50', 'p50 ms', '.4f'), ('p99', 'p99 ms', '.4f'),
           ('acc', summary['accuracy_field'], '.4g'), ('bs', 'batch', 'd'), ('tp', 'items/s', '.0f')]
   cost = summary['cost_per_item_usd']
+  verdict = ('qualifies' if summary['qualifies'] else
+             'NOT qualifying: ' + '; '.join(summary['not_qualifying_because']))
   tail = (f"reported: {summary['reported']['path']}/{summary['reported']['mode']} mean "
           f"{summary['latency_ms']:.4f} ms; cost/item "
-          f"{'%.3g USD' % cost if cost is not None else 'unknown (no price)'}; "
-          f"{'qualifies' if summary['qualifies'] else 'NOT qualifying: ' + '; '.join(summary['not_qualifying_because'])}")
+          f"{'%.3g USD' % cost if cost is not None else 'unknown (no price)'}; {verdict}")
   bounds = [f"{path}: {res['bounds']['reading']}" for path, res in summary['paths'].items() if res.get('bounds')]
-  return '\n'.join([format_table(rows, cols), *bounds, tail])
+  named = ', '.join(f'{k} {v:.2f}' for k, v in summary['metrics'].items())
+  return '\n'.join([format_table(rows, cols), *bounds, f'served accuracy: {named}', tail])
 
 
 def main() -> None:

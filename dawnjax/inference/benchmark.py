@@ -36,11 +36,13 @@ class BenchConfig:
 
 def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray, labels: np.ndarray | None,
               device, config: BenchConfig, *, score: Callable[[np.ndarray], float] | None = None,
-              groups: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
+              groups: np.ndarray | None = None,
+              metrics: Callable[[np.ndarray], dict[str, float]] | None = None) -> tuple[dict[str, Any], np.ndarray]:
   """Returns (result dict, predictions of the first mode's pass).
 
   `score(predictions)` gives the accuracy (default: percent of predictions equal to `labels`);
-  `groups` makes latency per group of items (see latency.latency_stats).
+  `groups` makes latency per group of items (see latency.latency_stats); `metrics(predictions)`
+  adds named figures beside it (ImageNet: top-1 beside the scored top-5).
   """
   if score is None:
     score = lambda predictions: latency.accuracy_percent(predictions, labels)
@@ -57,6 +59,7 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
     result['modes'][mode] = {
         **latency.latency_stats(run.latencies_ms, groups),
         'accuracy': score(run.predictions),
+        **({'metrics': metrics(run.predictions)} if metrics else {}),
         'predictions_differ_from_first_mode': _rows_differ(run.predictions, reference),
         'warmup': {'calls': int(run.warmup_ms.size), 'excluded': True,
                    'first_call_ms': float(run.warmup_ms[0]) if run.warmup_ms.size else None,
@@ -72,6 +75,8 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
                                  passes=config.throughput_passes)
     predictions = tp.pop('predictions')
     tp['accuracy'] = score(predictions)
+    if metrics:
+      tp['metrics'] = metrics(predictions)
     tp['predictions_differ_from_batch_1'] = _rows_differ(predictions, reference)
     result['throughput'] = tp
   return result, reference

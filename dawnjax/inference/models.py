@@ -13,10 +13,12 @@ from dawnjax.errors import ConfigError
 # task -> 'module:function' taking model_config.
 BUILDERS = {
     'cifar10': 'dawnjax.workloads.cifar10:inference_apply_from_config',
+    'imagenet': 'dawnjax.workloads.imagenet:inference_apply_from_config',
     'squad': 'dawnjax.workloads.squad:inference_apply_from_config',
 }
-#: Tasks whose apply_fn returns logits, served as the argmax class; others serve apply_fn as is.
-CLASSIFIERS = ('cifar10', 'imagenet')
+#: Tasks whose apply_fn returns logits, served as their k best classes (k = 1: the argmax class);
+#: others serve apply_fn as is. ImageNet is scored on top-5 (DAWNBench), so a request returns five.
+CLASSIFIERS = {'cifar10': 1, 'imagenet': 5}
 
 
 def apply_fn_for(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
@@ -27,18 +29,30 @@ def apply_fn_for(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
   return getattr(importlib.import_module(module), name)(manifest['model_config'])
 
 
-def classifier(apply_fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-  """What is served and timed: the predicted class (int32) per item, as a client would get it."""
+def classifier(apply_fn: Callable[[Any, Any], Any], top_k: int = 1) -> Callable[[Any, Any], Any]:
+  """What is served and timed, as a client would get it: the predicted class (int32 [batch]), or
+  with top_k > 1 the k best classes, best first (int32 [batch, k])."""
+  import jax
   import jax.numpy as jnp
 
   def classify(variables, inputs):
-    return jnp.argmax(apply_fn(variables, inputs), axis=-1).astype(jnp.int32)
+    logits = apply_fn(variables, inputs)
+    if top_k == 1:
+      return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[1].astype(jnp.int32)
 
   return classify
+
+
+def output_description(task: str) -> str:
+  """The served output as the exported artifact's manifest records it."""
+  k = CLASSIFIERS.get(task, 1)
+  return 'int32 predicted class per item' if k == 1 else f'int32 [{k}] best classes per item, best first'
 
 
 def served_fn(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
   """What the benchmark times for this model: the class for classifiers, else apply_fn itself
   (e.g. SQuAD's per-window best span)."""
   apply_fn = apply_fn_for(manifest)
-  return classifier(apply_fn) if manifest['task'] in CLASSIFIERS else apply_fn
+  task = manifest['task']
+  return classifier(apply_fn, CLASSIFIERS[task]) if task in CLASSIFIERS else apply_fn

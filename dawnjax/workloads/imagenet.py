@@ -27,7 +27,7 @@ import optax
 from jax.sharding import Mesh
 
 from dawnjax import augment, parallel
-from dawnjax.data.imagenet import pipeline as pipeline_lib
+from dawnjax.data.imagenet import pipeline as pipeline_lib, sources
 from dawnjax.data.imagenet.transforms import Crop
 from dawnjax.errors import ConfigError
 from dawnjax.models.resnet import BN_IMPLS, RESNETS, STEM_POOLS, create_resnet
@@ -429,20 +429,10 @@ class ImageNetWorkload(Workload):
 
   def _open_dataset(self):
     """(reader, report name, num_train, num_val, num_classes) of the tree or TFDS copy."""
-    import os  # pylint: disable=import-outside-toplevel
     d = self.data
-    use_tfds = d.dataset == 'tfds' or (
-        d.dataset == 'auto' and os.path.isdir(os.path.join(d.data_dir, 'imagenet2012')))
-    if use_tfds:
-      from dawnjax.data.imagenet.tfds_source import TfdsReader  # pylint: disable=import-outside-toplevel
-      reader = TfdsReader(d.data_dir)
-      self.source = f'TFDS imagenet2012 (array_record) in {d.data_dir}'
-      name = 'imagenet' if (reader.num_train, reader.num_val) == (1281167, 50000) else 'imagenet_incomplete'
-      return reader, name, reader.num_train, reader.num_val, len(reader.classes)
-    from dawnjax.data.imagenet.tree import find_tree  # pylint: disable=import-outside-toplevel
-    tree = find_tree(d.data_dir, scratch_dir=d.buffer_dir)
-    self.source = tree.source + (f' (val = {tree.val_folder}/)' if tree.val_folder != 'val' else '')
-    return tree.reader, tree.name, tree.num_train, tree.num_val, len(tree.classes)
+    opened = sources.open_dataset(d.dataset, d.data_dir, scratch_dir=d.buffer_dir)
+    self.source = opened.source
+    return opened.reader, opened.name, opened.num_train, opened.num_val, opened.num_classes
 
   def close(self) -> None:
     """Stops the decoding processes (also done at exit)."""
