@@ -7,14 +7,16 @@
 #   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling of the
 #                                                #   fastest 1-GPU configuration (override with EXTRA, BATCH)
 #   bash kernels/h100_imagenet_next.sh serve_tree  # 1 GPU, ~4 min: the tree proof trained, then served one image at a time
-#   bash kernels/h100_imagenet_next.sh serve_r50   # 1 GPU, ~6 min: ResNet-50 224 px batch-1 latency (synthetic weights)
+#   bash kernels/h100_imagenet_next.sh serve_r50   # 1 GPU, ~2.5 min: ResNet-50 224 px batch-1 latency (synthetic weights)
+#   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
+#                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
 # (MFU 22.4% at 6,258 img/s); two passes each way instead of autodiff's ~7 reductions per layer
 # could lift throughput 5-15%, towards the 7,000 img/s goal.
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
-case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50} in
+case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50|sizes} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -81,9 +83,10 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|s
     cd $OUT && tar czf serve_tree_runs.tgz runs && rm -rf runs ;;
   serve_r50)
     # ResNet-50 at 224 px, batch 1, on one GPU: the model from one short synthetic epoch (latency does not depend on
-    # the weights' values), served 2,000 random images. Weights as arguments ('auto': 102 MB is over the 64 MiB
-    # limit for compiling them in), then compiled in. Predicted: ~1-2 ms per image host mode; the what-bounds
-    # breakdown says whether the device (~50 layers of kernels) or the host's dispatch bounds it.
+    # the weights' values), served 2,000 random images.
+    # Call 2 (d069032, 'auto' then passed ResNet-50's 102 MB as arguments): 1.77 ms host mode (exported 1.87), 1.29 ms
+    # device mode; compiled in (--weights=constants): 1.25 / 0.80 ms, batch-1 compile 5.4 s against 3.5 s. 'auto' now
+    # compiles up to 256 MiB in, so the first run below is constants and the second passes them, as a check.
     mkdir -p $OUT/runs
     python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
       --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
@@ -92,9 +95,20 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|s
       --throughput_batch=256 --output_dir=$OUT/runs/r50_inference --target=0 > $OUT/runs/r50_inference.log 2>&1
     grep -v '^[IW]1' $OUT/runs/r50_inference.log | tail -12
     timeout 240 python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/r50 \
-      --test_subset=2000 --weights=constants --nowrite_exported --throughput_batch=0 --bound_items=0 \
-      --output_dir=$OUT/runs/r50_constants --target=0 > $OUT/runs/r50_constants.log 2>&1
-    grep -v '^[IW]1' $OUT/runs/r50_constants.log | tail -8
+      --test_subset=2000 --weights=${SECOND_WEIGHTS:-arguments} --nowrite_exported --throughput_batch=0 \
+      --bound_items=0 --output_dir=$OUT/runs/r50_second --target=0 > $OUT/runs/r50_second.log 2>&1
+    grep -v '^[IW]1' $OUT/runs/r50_second.log | tail -8
     rm -rf $OUT/runs/r50/model $OUT/runs/r50_inference/exported
     cd $OUT && tar czf serve_r50_runs.tgz runs && rm -rf runs ;;
+  sizes)
+    # The projection (kernels/imagenet_bench.py part c) scales the measured 224 px rate by (224/size)^2 for the
+    # progressive-resizing recipes' 128 and 288 px stages. Measured here in one process per size, the fastest
+    # configuration, cold. Predicted: 128 px below the FLOP scaling (3.06x the 224 px rate; small images use the GPU
+    # less well: expect ~2.3-2.8x), 288 px close to it (0.60x).
+    for spec in 224:1024 128:1024 288:512; do
+      size=${spec%:*}; batch=${spec#*:}
+      timeout 200 python3 kernels/imagenet_bench.py --parts=model --image_size=$size --batch_sizes=$batch \
+        --bn_impl=fused --space_to_depth --pool_impl=argmax --out_dir=$OUT/sizes_$size 2>&1 \
+        | grep -v '^[IW]1' | tail -4
+    done ;;
 esac
