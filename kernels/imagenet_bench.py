@@ -86,8 +86,35 @@ def parse_args(argv=None):
   p.add_argument('--model_rate', type=float, default=None,
                  help='images/s per device at --image_size for the projection when part model is '
                       'not run')
+  p.add_argument('--size_rates', default='',
+                 help='measured images/s per device at other sizes, e.g. 128:23433,288:4971 (H200); a stage '
+                      'at such a size uses it instead of the FLOP-scaled --image_size rate')
   p.add_argument('--projection_devices', default='1,8', help='device counts to project for')
   return p.parse_args(argv)
+
+
+def parse_size_rates(text: str) -> dict[int, float]:
+  """'128:23433,288:4971' -> {128: 23433.0, 288: 4971.0}."""
+  rates = {}
+  for item in filter(None, (t.strip() for t in text.split(','))):
+    size, _, rate = item.partition(':')
+    try:
+      size_px, per_s = int(size), float(rate)
+    except ValueError:
+      size_px, per_s = 0, 0.0
+    if size_px <= 0 or not per_s > 0:
+      raise SystemExit(f'--size_rates: {item!r} is not SIZE:IMAGES_PER_SECOND with positive numbers')
+    rates[size_px] = per_s
+  return rates
+
+
+def stage_rate(size: int, base_size: int, base_rate: float, measured: dict[int, float]) -> tuple[float, str]:
+  """Images/s per device at `size`: measured there if known, else the base rate FLOP-scaled."""
+  if size in measured:
+    return measured[size], 'measured'
+  if size == base_size:
+    return base_rate, 'measured'
+  return base_rate * (base_size / size)**2, 'FLOP-scaled'
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -360,6 +387,7 @@ def project(args, model_rate: float | None, pipeline: dict | None) -> dict:
     print('\n(c) projection skipped: no model rate (run part model or pass --model_rate)')
     return {'skipped': 'no model rate'}
   base_size = args.image_size
+  measured = parse_size_rates(args.size_rates)
   host_rates = (pipeline or {}).get('train_crop_per_core') or {}
   host_total = ((pipeline or {}).get('loader') or {}).get('images_per_s')
   host_crop = ((pipeline or {}).get('loader') or {}).get('crop')
@@ -373,10 +401,12 @@ def project(args, model_rate: float | None, pipeline: dict | None) -> dict:
     stages = wl.parse_stages(flags.get('stages', '0:224:256').split(','), epochs, 0.08)
     model = flags.get('model', 'resnet50')
     for n_dev in [int(d) for d in args.projection_devices.split(',') if d]:
-      seconds, host_seconds = 0.0, 0.0
+      seconds, host_seconds, how = 0.0, 0.0, []
       for i, s in enumerate(stages):
         end = stages[i + 1].start_epoch if i + 1 < len(stages) else epochs
-        rate = model_rate * (base_size / s.size)**2 * n_dev
+        per_device, kind = stage_rate(s.size, base_size, model_rate, measured)
+        rate = per_device * n_dev
+        how.append(f'{s.size} px {kind}')
         seconds += (end - s.start_epoch) * IMAGENET_TRAIN / rate
         if host_total and host_crop:
           # This host's measured loader rate, scaled by the per-core rate at the stage's size.
@@ -384,19 +414,23 @@ def project(args, model_rate: float | None, pipeline: dict | None) -> dict:
           host_seconds += (end - s.start_epoch) * IMAGENET_TRAIN / min(rate, host_total * scale)
       row = {'recipe': name.replace('.flags', ''), 'model': model, 'epochs': epochs,
              'devices': n_dev, 'hours_model_bound': seconds / 3600,
-             'hours_with_this_host': host_seconds / 3600 if host_seconds else None, 'source': source}
+             'hours_with_this_host': host_seconds / 3600 if host_seconds else None, 'source': source,
+             'stage_rates': ', '.join(dict.fromkeys(how))}
       out.append(row)
       rows.append({**row, 'h': fmt(row['hours_model_bound'], 2),
                    'hh': fmt(row['hours_with_this_host'], 2)})
+  others = ''.join(f', {r:,.0f} at {k} px' for k, r in sorted(measured.items()))
   print(f'\n(c) PROJECTED training time (not measured): epochs x {IMAGENET_TRAIN:,} / rate; rate = '
-        f'{model_rate:,.0f} img/s/device at {base_size} px x (224/size)^2 per stage (resnet50 rate '
-        'used for every recipe), evaluation excluded')
+        f'{model_rate:,.0f} img/s/device at {base_size} px{others} (measured), other sizes x ({base_size}/size)^2 '
+        '(resnet50 rates used for every recipe), evaluation excluded')
   print(table(rows, [('recipe', 'recipe'), ('epochs', 'epochs'), ('devices', 'devices'),
                      ('h', 'hours (model-bound)'), ('hh', 'hours (1 host feeding all)'),
-                     ('source', 'source')]))
+                     ('stage_rates', 'stage rates'), ('source', 'source')]))
   return {'rows': out, 'rate_per_device_at_base': model_rate, 'base_size': base_size,
-          'note': 'projection: FLOP-scaled per-stage rates, no evaluation time, no stalls; '
-                  '"1 host feeding all" caps the rate at this host\'s measured loader throughput'}
+          'measured_size_rates': measured,
+          'note': 'projection: per-stage rates measured where given (--size_rates), else FLOP-scaled from the '
+                  'base size; no evaluation time, no stalls; "1 host feeding all" caps the rate at this host\'s '
+                  'measured loader throughput'}
 
 
 # ----------------------------------------------------------------------------------- (d) scaling

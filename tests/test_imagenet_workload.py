@@ -184,6 +184,33 @@ def test_benchmark_script_runs_every_part(tmp_path):  # the model part with the 
   assert 'PROJECTED' in proc.stdout
 
 
+def test_projection_uses_a_measured_rate_at_a_stage_size_and_flop_scales_the_rest(tmp_path):
+  def fastai_hours(*extra):
+    out = tmp_path / f'p{len(extra)}'
+    cmd = [sys.executable, os.path.join(REPO, 'kernels', 'imagenet_bench.py'), '--parts=projection',
+           '--model_rate=1000', '--projection_devices=1', f'--out_dir={out}', *extra]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [r for r in json.loads((out / 'imagenet_bench.json').read_text())['projection']['rows']
+              if r['recipe'] == 'fastai_dawnbench_resnet50']
+    return row
+  flags = {k: v for k, v in (line.lstrip('-').split('=', 1) for line in open(
+      os.path.join(REPO, 'experiments', 'imagenet', 'fastai_dawnbench_resnet50.flags'))
+      if line.startswith('--') and '=' in line)}
+  stages = wl.parse_stages(flags['stages'].split(','), int(flags['epochs']), 0.08)
+  ends = [s.start_epoch for s in stages[1:]] + [int(flags['epochs'])]
+  epochs_at = {s.size: end - s.start_epoch for s, end in zip(stages, ends)}
+  assert 224 in epochs_at and 128 in epochs_at  # the recipe resizes progressively
+  scaled = fastai_hours()
+  assert scaled['hours_model_bound'] == pytest.approx(sum(
+      e * 1281167 / (1000 * (224 / size)**2) for size, e in epochs_at.items()) / 3600)
+  assert '128 px FLOP-scaled' in scaled['stage_rates']
+  measured = fastai_hours('--size_rates=128:2000')  # slower than the FLOP scaling's 3,062 img/s
+  assert '128 px measured' in measured['stage_rates']
+  assert measured['hours_model_bound'] - scaled['hours_model_bound'] == pytest.approx(
+      epochs_at[128] * 1281167 * (1 / 2000 - 1 / (1000 * (224 / 128)**2)) / 3600)
+
+
 def test_benchmark_scaling_part_over_two_fake_devices(tmp_path):
   out = tmp_path / 'bench'
   cmd = [sys.executable, os.path.join(REPO, 'kernels', 'imagenet_bench.py'), f'--out_dir={out}', '--parts=scaling',
