@@ -8,6 +8,8 @@
 #                                                #   fastest 1-GPU configuration (override with EXTRA, BATCH)
 #   bash kernels/h100_imagenet_next.sh serve_tree  # 1 GPU, ~4 min: the tree proof trained, then served one image at a time
 #   bash kernels/h100_imagenet_next.sh serve_r50   # 1 GPU, ~2.5 min: ResNet-50 224 px batch-1 latency (synthetic weights)
+#   bash kernels/h100_imagenet_next.sh fold        # 1 GPU, ~6 min: --fold_batchnorm, ResNet-50 batch 1 (ABBA) and the
+#                                                  #   tree proof's served accuracy
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -16,7 +18,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
-case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50|sizes} in
+case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50|fold|sizes} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -100,6 +102,42 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|s
     grep -v '^[IW]1' $OUT/runs/r50_second.log | tail -8
     rm -rf $OUT/runs/r50/model $OUT/runs/r50_inference/exported
     cd $OUT && tar czf serve_r50_runs.tgz runs && rm -rf runs ;;
+  fold)
+    # Sixteenth session: each BatchNorm folded into the convolution before it (--fold_batchnorm), so that XLA's cuDNN
+    # fusion pass can turn conv + shift (+ residual) + ReLU into one cudnn conv-bias-activation call. Call 3: ResNet-50
+    # batch 1 needs 0.56 ms of device time per image, in ~53 convolutions each followed by an elementwise kernel.
+    # Predicted: -0.1..-0.15 ms per image (one ~2-3 us kernel less per convolution), served accuracy within 0.1 point.
+    # ResNet-50 rows alternate plain/folded/plain/folded (random images, latency only); the optimized HLO of the first
+    # two says how many convolutions became fused ones. Then the tree proof, trained and served both ways.
+    mkdir -p $OUT/runs
+    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
+      --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
+      > $OUT/runs/r50_train.log 2>&1; tail -2 $OUT/runs/r50_train.log
+    for row in plain1 folded1 plain2 folded2; do
+      case $row in folded*) F=--fold_batchnorm;; *) F=--nofold_batchnorm;; esac
+      case $row in *1) DUMP="--xla_dump_to=/tmp/hlo_$row";; *) DUMP=;; esac
+      XLA_FLAGS="$DUMP" python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/r50 \
+        --test_subset=2000 --nowrite_exported --throughput_batch=256 $F --output_dir=$OUT/runs/r50_$row \
+        --target=0 > $OUT/runs/r50_$row.log 2>&1
+      echo "== $row"; grep -v '^[IW]1' $OUT/runs/r50_$row.log | grep -E '^native|per item' | cut -c1-150
+      if [ -n "$DUMP" ]; then
+        for f in /tmp/hlo_$row/*after_optimizations.txt; do
+          n=$(grep -c '__cudnn\$conv' "$f"); [ "$n" -gt 0 ] || continue
+          echo "$row $(basename "$f" | cut -c1-60): fused convs $(grep -c 'convBiasActivationForward"' "$f")," \
+            "plain convs $(grep -c 'cudnn\$convForward"' "$f"), fusions $(grep -c ' fusion(' "$f")"
+        done
+      fi
+    done
+    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/cifar10_jpeg_tree.flags \
+      --output_dir=$OUT/runs/tree --notensorboard > $OUT/runs/tree_train.log 2>&1; tail -2 $OUT/runs/tree_train.log
+    for F in --nofold_batchnorm --fold_batchnorm; do
+      python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
+        --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree$F --target=0 --nowrite_exported \
+        --latency_modes=host,device --bound_items=0 $F > $OUT/runs/tree$F.log 2>&1
+      echo "== tree $F"; grep -v '^[IW]1' $OUT/runs/tree$F.log | grep -E '^native|served accuracy'
+    done
+    rm -rf $OUT/runs/r50/model $OUT/runs/tree/model
+    cd $OUT && tar czf fold_runs.tgz runs && rm -rf runs ;;
   sizes)
     # The projection (kernels/imagenet_bench.py part c) scales the measured 224 px rate by (224/size)^2 for the
     # progressive-resizing recipes' 128 and 288 px stages. Measured here in one process per size, the fastest

@@ -155,3 +155,32 @@ def test_argmax_stem_pool_matches_flax_max_pool_values_and_gradients(shape, ties
   assert np.count_nonzero(out['argmax'][1]) > 0
   with pytest.raises(ValueError, match='stem pool'):
     stem_max_pool(x, 'reshape')
+
+
+@pytest.mark.parametrize('name,space_to_depth', [('resnet10', False), ('resnet26', True)])
+def test_folded_batchnorm_is_the_same_function_with_one_bias_per_norm(name, space_to_depth):
+  kw = dict(num_classes=7, num_filters=8, dtype=jnp.float32, space_to_depth_stem=space_to_depth)
+  model = resnet.create_resnet(name, **kw)
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 32, 32, 3))
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  rng = np.random.default_rng(0)
+
+  def trained_like(path, leaf):  # every BatchNorm away from the identity, so that folding is exercised
+    key = jax.tree_util.keystr(path)
+    if "'var'" in key or "'scale'" in key:
+      return rng.uniform(0.5, 2.0, leaf.shape).astype(leaf.dtype)
+    if "'mean'" in key or "'bias'" in key:
+      return rng.normal(0, 0.5, leaf.shape).astype(leaf.dtype)
+    return np.asarray(leaf) * 1.0
+
+  variables = jax.tree_util.tree_map_with_path(trained_like, variables)
+  folded_model = resnet.create_resnet(name, folded_batchnorm=True, **kw)
+  folded = resnet.fold_batchnorm(variables, 1e-5)
+  expected = jax.eval_shape(lambda: folded_model.init(jax.random.PRNGKey(0), x, train=False))
+  assert jax.tree_util.tree_structure(folded) == jax.tree_util.tree_structure(expected)
+  assert set(folded['params']['stem_bn']) == {'bias'}
+  want = model.apply(variables, x, train=False)
+  got = folded_model.apply(folded, x, train=False)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+  with pytest.raises(ValueError, match='inference form'):
+    folded_model.init(jax.random.PRNGKey(0), x, train=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dawnjax import parallel
+from dawnjax.errors import ConfigError
 from dawnjax.experiments import inference
 from dawnjax.inference import export, models
 from dawnjax.report import dawnbench
@@ -99,6 +100,26 @@ def test_served_model_scores_exactly_what_training_evaluated_and_is_not_called_i
                                 '--latency_modes=device', '--target=0')
   assert rc == 0, stderr[-3000:]
   assert json.loads((again / 'inference_summary.json').read_text())['metrics'] == s['metrics']
+
+
+def test_folded_batchnorm_serves_the_trained_classes_and_says_so(trained, tmp_path):
+  root, tree, trained_metrics = trained
+  out = tmp_path / 'folded'
+  rc, _, stderr = run_inference(
+      f'--checkpoint={root / "run"}', f'--data_dir={tree}', f'--output_dir={out}', '--num_workers=0',
+      '--warmup=1', '--throughput_batch=0', '--bound_items=0', '--latency_modes=device', '--fold_batchnorm',
+      '--target=0')
+  assert rc == 0, stderr[-3000:]
+  s = json.loads((out / 'inference_summary.json').read_text())
+  assert s['protocol']['batchnorm'].startswith('folded into the convolutions')
+  assert s['metrics'] == pytest.approx(trained_metrics)  # float32: folding changes only rounding
+  assert s['native_vs_exported_predictions_differ'] == 0
+  assert json.loads((out / 'exported' / 'artifact.json').read_text())['batchnorm_folded'] is True
+  rc, _, stderr = run_inference(f'--exported={out / "exported"}', f'--data_dir={tree}', '--fold_batchnorm',
+                                f'--output_dir={tmp_path / "again"}')
+  assert rc != 0 and 'an exported artifact keeps the form it was exported in' in stderr.strip().splitlines()[-1]
+  with pytest.raises(ConfigError, match='only imagenet models fold'):
+    models.apply_fn_for({'task': 'cifar10', 'model_config': {}}, fold_batchnorm=True)
 
 
 def test_synthetic_model_is_timed_on_random_images_and_never_qualifies(trained, tmp_path):

@@ -68,6 +68,11 @@ flags.DEFINE_bool('conv_command_buffers', True,
                   'graphs split at each of its 6 convolutions. On an H200: host-mode mean 0.71-0.88 vs '
                   '0.90-1.31 ms, device work 0.075 vs 0.14-0.18 ms per request '
                   '(results/cifar10_jpeg/h200_2026-12-01_s9).')
+flags.DEFINE_bool('fold_batchnorm', False,
+                  'ImageNet ResNets: fold each BatchNorm into the convolution before it inside the served function, '
+                  'so that XLA runs conv + shift (+ residual) + ReLU as one cuDNN call (the same function up to '
+                  'rounding; the served accuracy is measured on the folded model). With --checkpoint only: an '
+                  'artifact keeps the form it was exported in.')
 flags.DEFINE_bool('write_exported', True, 'With --checkpoint: write and benchmark the jax.export artifact.')
 flags.DEFINE_list('export_platforms', [], "Platforms the artifact is lowered for, e.g. cuda,cpu "
                   '(default: this backend).')
@@ -210,7 +215,7 @@ def _artifact_metadata(manifest: dict[str, Any], checkpoint: Path) -> dict[str, 
   keys = ('task', 'dataset', 'model', 'target', 'accuracy', 'model_config')
   return {**{k: manifest.get(k) for k in keys}, 'protocol': served_protocol(manifest),
           'preprocessing': (manifest.get('input') or {}).get('preprocessing'),
-          'source_checkpoint': str(checkpoint)}
+          'batchnorm_folded': bool(FLAGS.fold_batchnorm), 'source_checkpoint': str(checkpoint)}
 
 
 def served_protocol(manifest: dict[str, Any]) -> str:
@@ -252,6 +257,9 @@ def run() -> int:
   from dawnjax.errors import ConfigError, TargetNotReached
   if bool(FLAGS.checkpoint) == bool(FLAGS.exported):
     raise ConfigError('pass exactly one of --checkpoint (a trained model) or --exported (an artifact)')
+  if FLAGS.exported and FLAGS.fold_batchnorm:
+    raise ConfigError('--fold_batchnorm applies to --checkpoint: an exported artifact keeps the form it was '
+                      'exported in (its artifact.json says which)')
   if not FLAGS.output_dir:
     raise ConfigError('--output_dir is required')
   os.environ['XLA_FLAGS'] = serving_xla_flags(os.environ.get('XLA_FLAGS', ''), FLAGS.conv_command_buffers)
@@ -298,7 +306,7 @@ def run() -> int:
   exported_skipped = None
   predictions: dict[str, np.ndarray] = {}
   if FLAGS.checkpoint:
-    classify = models.served_fn(info)
+    classify = models.served_fn(info, fold_batchnorm=FLAGS.fold_batchnorm)
     model_dir = str(saved.directory)
     paths['native'], predictions['native'] = bench(classify, saved.variables)
     if FLAGS.write_exported:
@@ -320,6 +328,7 @@ def run() -> int:
     paths['exported'], predictions['exported'] = bench(art.call, art.variables)
     paths['exported']['artifact'] = str(art.directory)
 
+  batchnorm_folded = bool(FLAGS.fold_batchnorm if FLAGS.checkpoint else info.get('batchnorm_folded'))
   primary_path = 'exported' if 'exported' in paths else 'native'
   mode = config.modes[0]
   primary = paths[primary_path]['modes'][mode]
@@ -362,7 +371,9 @@ def run() -> int:
                              'device': 'image already on device, label left on device'},
                    'weights': {'constants': 'compiled into the executable (a call passes the input alone)',
                                'arguments': 'passed with every call'}[paths[primary_path]['weights']],
-                   'served_model': served_protocol(info), 'xla_flags': os.environ['XLA_FLAGS']},
+                   'served_model': served_protocol(info), 'xla_flags': os.environ['XLA_FLAGS'],
+                   'batchnorm': ('folded into the convolutions (--fold_batchnorm)' if batchnorm_folded
+                                 else 'as trained')},
       'device': {'platform': device.platform, 'device_kind': device.device_kind, 'num_devices': 1},
       'hardware_tag': hw_tag, 'versions': _versions(),
       'checkpoint': str(FLAGS.checkpoint or ''), 'exported': str(FLAGS.exported or ''),

@@ -21,12 +21,19 @@ BUILDERS = {
 CLASSIFIERS = {'cifar10': 1, 'imagenet': 5}
 
 
-def apply_fn_for(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
+#: Tasks whose served function can fold each BatchNorm into the convolution before it (--fold_batchnorm).
+FOLDS_BATCHNORM = ('imagenet',)
+
+
+def apply_fn_for(manifest: Mapping[str, Any], *, fold_batchnorm: bool = False) -> Callable[[Any, Any], Any]:
   task = manifest['task']
   if task not in BUILDERS:
     raise ConfigError(f'no inference model builder for task {task!r}; known: {sorted(BUILDERS)}')
+  if fold_batchnorm and task not in FOLDS_BATCHNORM:
+    raise ConfigError(f'--fold_batchnorm: only {", ".join(FOLDS_BATCHNORM)} models fold their BatchNorms')
   module, name = BUILDERS[task].split(':')
-  return getattr(importlib.import_module(module), name)(manifest['model_config'])
+  builder = getattr(importlib.import_module(module), name)
+  return builder(manifest['model_config'], fold_batchnorm=True) if fold_batchnorm else builder(manifest['model_config'])
 
 
 def classifier(apply_fn: Callable[[Any, Any], Any], top_k: int = 1) -> Callable[[Any, Any], Any]:
@@ -50,9 +57,9 @@ def output_description(task: str) -> str:
   return 'int32 predicted class per item' if k == 1 else f'int32 [{k}] best classes per item, best first'
 
 
-def served_fn(manifest: Mapping[str, Any]) -> Callable[[Any, Any], Any]:
+def served_fn(manifest: Mapping[str, Any], *, fold_batchnorm: bool = False) -> Callable[[Any, Any], Any]:
   """What the benchmark times for this model: the class for classifiers, else apply_fn itself
   (e.g. SQuAD's per-window best span)."""
-  apply_fn = apply_fn_for(manifest)
+  apply_fn = apply_fn_for(manifest, fold_batchnorm=fold_batchnorm)
   task = manifest['task']
   return classifier(apply_fn, CLASSIFIERS[task]) if task in CLASSIFIERS else apply_fn

@@ -54,6 +54,50 @@ _NORMS = {'flax': BatchNorm, 'fused': functools.partial(BatchNorm, hand_written_
 BN_IMPLS = tuple(_NORMS)
 
 
+def _no_activation(v):
+  return v
+
+
+class FoldedBatchNorm(nn.Module):
+  """What is left of an inference BatchNorm once `fold_batchnorm` has scaled the convolution before it:
+  the shift, added in the convolution's own dtype, then the activation. In that form XLA hands
+  conv + shift (+ the residual) + ReLU to cuDNN as one fused convolution instead of an elementwise kernel
+  after each convolution. Variables: params 'bias' only."""
+  act: Callable = _no_activation
+  dtype: Any = jnp.bfloat16
+  scale_init: Any = None  # accepted (the blocks pass it) and unused: the scale lives in the convolution
+
+  @nn.compact
+  def __call__(self, x):
+    bias = self.param('bias', nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    return self.act(x + bias.astype(x.dtype))
+
+
+def fold_batchnorm(variables: dict, epsilon: float) -> dict:
+  """{'params', 'batch_stats'} of a ResNet -> {'params'} of the same ResNet built with
+  `folded_batchnorm=True`: each convolution's kernel times its BatchNorm's scale / sqrt(var + eps) per
+  output channel, each BatchNorm reduced to its shift bias - mean * that factor. The same function up to
+  rounding (a convolution is linear in its kernel); under jit with constant weights XLA computes it once,
+  at compile time. A BatchNorm `<x>bn<y>` belongs to the convolution `<x>conv<y>` beside it."""
+
+  def fold(params, stats):
+    out = {}
+    for name, sub in params.items():
+      bn = name.replace('conv', 'bn')
+      if 'conv' in name and 'kernel' in sub and bn in params:
+        norm, moments = params[bn], stats[bn]
+        mul = norm['scale'] * jax.lax.rsqrt(moments['var'] + epsilon)
+        out[name] = {**sub, 'kernel': sub['kernel'] * mul}
+        out[bn] = {'bias': norm['bias'] - moments['mean'] * mul}
+      elif name not in out and isinstance(sub, dict) and 'kernel' not in sub and 'scale' not in sub:
+        out[name] = fold(sub, stats.get(name, {}))
+      elif name not in out:
+        out[name] = sub
+    return out
+
+  return {'params': fold(variables['params'], variables['batch_stats'])}
+
+
 class BasicBlock(nn.Module):
   """Two 3x3 convs (ResNet-18/34)."""
   filters: int
@@ -180,6 +224,7 @@ class ResNet(nn.Module):
   zero_init_residual: bool = True
   bn_impl: str = 'flax'  # 'flax': BatchNorm then the activation, by autodiff; 'fused': FusedBatchNorm
   pool_impl: str = 'window'  # STEM_POOLS, see stem_max_pool
+  folded_batchnorm: bool = False  # inference only: FoldedBatchNorm, variables from fold_batchnorm
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -187,6 +232,10 @@ class ResNet(nn.Module):
                              kernel_init=conv_kernel_init)
     norm = functools.partial(_NORMS[self.bn_impl], use_running_average=not train, momentum=self.bn_momentum,
                              epsilon=self.bn_epsilon, dtype=self.dtype, ghost_size=self.ghost_batch_size)
+    if self.folded_batchnorm:
+      if train:
+        raise ValueError('folded_batchnorm is an inference form: it has no batch statistics to train')
+      norm = functools.partial(FoldedBatchNorm, dtype=self.dtype)
     if self.space_to_depth_stem:
       # Output pixel o sees input rows 2o-4..2o+3: the 7x7 stem's window 2o-3..2o+3 and one more.
       x = space_to_depth(x, 2)

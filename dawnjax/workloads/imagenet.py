@@ -31,6 +31,7 @@ from dawnjax.data.imagenet import pipeline as pipeline_lib, sources
 from dawnjax.data.imagenet.transforms import Crop
 from dawnjax.errors import ConfigError
 from dawnjax.models.resnet import BN_IMPLS, RESNETS, STEM_POOLS, create_resnet
+from dawnjax.models.resnet import fold_batchnorm as fold_batchnorm_variables
 from dawnjax import flops as flops_lib
 from dawnjax.workloads.base import FlopCounts, Target, Workload
 
@@ -310,10 +311,22 @@ def make_eval_step(model, recipe: ImageNetRecipe, num_classes: int):
   return eval_step
 
 
-def inference_apply(recipe: ImageNetRecipe, num_classes: int):
-  """apply_fn(variables, uint8 NHWC images) -> logits: normalised on device, one pass."""
+def inference_apply(recipe: ImageNetRecipe, num_classes: int, *, fold_batchnorm: bool = False):
+  """apply_fn(variables, uint8 NHWC images) -> logits: normalised on device, one pass.
+
+  `variables` are the trained ones either way. With fold_batchnorm each BatchNorm is folded into the
+  convolution before it inside the served function (resnet.fold_batchnorm), so that XLA runs conv + shift
+  (+ residual) + ReLU as one cuDNN call: the same function up to rounding."""
   model = model_from_recipe(recipe, num_classes)
   dtype = jnp.dtype(recipe.dtype)
+  if fold_batchnorm:
+    folded = model.clone(folded_batchnorm=True)
+
+    def apply_folded(variables, images_u8):
+      return folded.apply(fold_batchnorm_variables(variables, recipe.bn_epsilon),
+                          augment.normalize(images_u8, IMAGENET_MEAN, IMAGENET_STD, dtype), train=False)
+
+    return apply_folded
 
   def apply_fn(variables, images_u8):
     return model.apply(variables, augment.normalize(images_u8, IMAGENET_MEAN, IMAGENET_STD, dtype),
@@ -322,13 +335,13 @@ def inference_apply(recipe: ImageNetRecipe, num_classes: int):
   return apply_fn
 
 
-def inference_apply_from_config(config: Mapping[str, Any]):
+def inference_apply_from_config(config: Mapping[str, Any], *, fold_batchnorm: bool = False):
   """Rebuilds the served apply_fn from model.json's `model_config` (the recipe + num_classes)."""
   config = dict(config)
   num_classes = int(config.pop('num_classes_resolved'))
   fields = {f.name for f in dataclasses.fields(ImageNetRecipe)}
   values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields}
-  return inference_apply(ImageNetRecipe(**values), num_classes)
+  return inference_apply(ImageNetRecipe(**values), num_classes, fold_batchnorm=fold_batchnorm)
 
 
 @dataclasses.dataclass(frozen=True)
