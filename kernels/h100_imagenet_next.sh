@@ -10,6 +10,7 @@
 #   bash kernels/h100_imagenet_next.sh serve_r50   # 1 GPU, ~2.5 min: ResNet-50 224 px batch-1 latency (synthetic weights)
 #   bash kernels/h100_imagenet_next.sh fold        # 1 GPU, ~6 min: --fold_batchnorm, ResNet-50 batch 1 (ABBA) and the
 #                                                  #   tree proof's served accuracy
+#   bash kernels/h100_imagenet_next.sh fold_tree   # 1 GPU, ~4 min: the tree proof served plain/folded/plain/folded
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -18,7 +19,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
-case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50|fold|sizes} in
+case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50|fold|fold_tree|sizes} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -138,6 +139,21 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|s
     done
     rm -rf $OUT/runs/r50/model $OUT/runs/tree/model
     cd $OUT && tar czf fold_runs.tgz runs && rm -rf runs ;;
+  fold_tree)
+    # Part fold's one tree pair (ResNet-18, 64 px, bf16) had the folded side slower (device 0.464 vs 0.411 ms) but it
+    # ran second and unpaired; ResNet-50's ABBA pairs were 0.06-0.22 ms faster folded. Here the tree ABBA.
+    mkdir -p $OUT/runs
+    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/cifar10_jpeg_tree.flags \
+      --output_dir=$OUT/runs/tree --notensorboard > $OUT/runs/tree_train.log 2>&1; tail -2 $OUT/runs/tree_train.log
+    for row in plain1 folded1 plain2 folded2; do
+      case $row in folded*) F=--fold_batchnorm;; *) F=--nofold_batchnorm;; esac
+      python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
+        --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree_$row --target=0 --nowrite_exported \
+        --latency_modes=host,device $F > $OUT/runs/tree_$row.log 2>&1
+      echo "== tree $row"; grep -v '^[IW]1' $OUT/runs/tree_$row.log | grep -E '^native|per item|served accuracy' | cut -c1-150
+    done
+    rm -rf $OUT/runs/tree/model
+    cd $OUT && tar czf fold_tree_runs.tgz runs && rm -rf runs ;;
   sizes)
     # The projection (kernels/imagenet_bench.py part c) scales the measured 224 px rate by (224/size)^2 for the
     # progressive-resizing recipes' 128 and 288 px stages. Measured here in one process per size, the fastest
