@@ -68,9 +68,10 @@ def test_served_model_scores_exactly_what_training_evaluated_and_is_not_called_i
   rc, stdout, stderr = run_inference(
       f'--checkpoint={root / "run"}', f'--data_dir={tree}', f'--output_dir={out}', '--num_workers=2',
       '--warmup=2', '--throughput_batch=8', '--throughput_passes=1', '--bound_items=0',
-      '--latency_modes=host,device', '--target=0')
+      '--latency_modes=host,device', '--nofold_batchnorm', '--target=0')
   assert rc == 0, stderr[-3000:]
   s = json.loads((out / 'inference_summary.json').read_text())
+  assert s['protocol']['batchnorm'].startswith('as trained')
   n_val = len(CLASSES) * PER_CLASS[1]
   assert s['protocol']['count'] == n_val and s['accuracy_field'] == 'top5Accuracy'
   # The same images (host decode, resize, centre crop) through the same network, one at a time.
@@ -102,13 +103,12 @@ def test_served_model_scores_exactly_what_training_evaluated_and_is_not_called_i
   assert json.loads((again / 'inference_summary.json').read_text())['metrics'] == s['metrics']
 
 
-def test_folded_batchnorm_serves_the_trained_classes_and_says_so(trained, tmp_path):
+def test_folded_batchnorm_is_the_default_serves_the_trained_classes_and_says_so(trained, tmp_path):
   root, tree, trained_metrics = trained
   out = tmp_path / 'folded'
   rc, _, stderr = run_inference(
       f'--checkpoint={root / "run"}', f'--data_dir={tree}', f'--output_dir={out}', '--num_workers=0',
-      '--warmup=1', '--throughput_batch=0', '--bound_items=0', '--latency_modes=device', '--fold_batchnorm',
-      '--target=0')
+      '--warmup=1', '--throughput_batch=0', '--bound_items=0', '--latency_modes=device', '--target=0')
   assert rc == 0, stderr[-3000:]
   s = json.loads((out / 'inference_summary.json').read_text())
   assert s['protocol']['batchnorm'].startswith('folded into the convolutions')
