@@ -6,8 +6,8 @@
 #   bash kernels/h100_imagenet_next.sh errata    # 1 GPU, ~4 min: --cudnn_excluded_engines on ResNet-50's cold compile
 #   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling of the
 #                                                #   fastest 1-GPU configuration (override with EXTRA, BATCH)
-#   bash kernels/h100_imagenet_next.sh serve_tree  # 1 GPU, ~4 min: the tree proof trained, then served one image at a time
-#   bash kernels/h100_imagenet_next.sh serve_r50   # 1 GPU, ~2.5 min: ResNet-50 224 px batch-1 latency (synthetic weights)
+#   bash kernels/h100_imagenet_next.sh serve_tree  # 1 GPU, ~4 min: the tree proof trained, then served image by image
+#   bash kernels/h100_imagenet_next.sh serve_r50   # 1 GPU, ~2.5 min: ResNet-50 224 px batch-1 latency (random weights)
 #   bash kernels/h100_imagenet_next.sh fold        # 1 GPU, ~6 min: --fold_batchnorm, ResNet-50 batch 1 (ABBA) and the
 #                                                  #   tree proof's served accuracy
 #   bash kernels/h100_imagenet_next.sh fold_tree   # 1 GPU, ~4 min: the tree proof served plain/folded/plain/folded
@@ -150,7 +150,8 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|s
       python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
         --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree_$row --target=0 --nowrite_exported \
         --latency_modes=host,device $F > $OUT/runs/tree_$row.log 2>&1
-      echo "== tree $row"; grep -v '^[IW]1' $OUT/runs/tree_$row.log | grep -E '^native|per item|served accuracy' | cut -c1-150
+      echo "== tree $row"
+      grep -v '^[IW]1' $OUT/runs/tree_$row.log | grep -E '^native|per item|served accuracy' | cut -c1-150
     done
     rm -rf $OUT/runs/tree/model
     cd $OUT && tar czf fold_tree_runs.tgz runs && rm -rf runs ;;

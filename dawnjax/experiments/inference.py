@@ -15,8 +15,8 @@ label back in host memory). See dawnjax/inference/latency.py for the protocol.
 ImageNet (--task=imagenet): the validation split named by --data_dir (a class-folder tree or a TFDS
 copy) is decoded, resized and centre-cropped on the host first, as the training run's evaluation
 did, off the clock: a request is one such uint8 image (decoding is the client's work, as for the
-other tasks' inputs); each request returns the five best classes, and the reported accuracy is top-5 with top-1
-beside it. Only the complete ILSVRC2012 validation split can qualify.
+other tasks' inputs). Each request returns the five best classes; the reported accuracy is top-5,
+with top-1 beside it. Only the complete ILSVRC2012 validation split can qualify.
 """
 from __future__ import annotations
 
@@ -172,10 +172,9 @@ def _imagenet_test_set(manifest: dict[str, Any]) -> TestSet:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, classes, n).astype(np.int32)
-    return TestSet(model_dataset, images, labels, metrics=imagenet_metrics(labels),
-                   score=lambda p: imagenet_metrics(labels)(p)['top5Accuracy'],
-                   info={'source': f'{n} random uint8 images of {size} px (the model was trained on '
-                                   'synthetic data; pass --data_dir to serve real images)'})
+    return _scored_top5(model_dataset, images, labels,
+                        {'source': f'{n} random uint8 images of {size} px (the model was trained on synthetic '
+                                   'data; pass --data_dir to serve real images)'})
   if not FLAGS.data_dir:
     raise ConfigError('--data_dir is required: the ImageNet validation split (a class-folder tree, '
                       'folder or .tar/.tar.gz, or a TFDS data dir holding imagenet2012/)')
@@ -193,12 +192,16 @@ def _imagenet_test_set(manifest: dict[str, Any]) -> TestSet:
   seconds = time.perf_counter() - start
   print(f'decoded {len(ids)} validation images to {size} px in {seconds:.1f} s on {workers} workers',
         flush=True)
-  return TestSet(opened.name, images, labels, metrics=imagenet_metrics(labels),
-                 score=lambda p: imagenet_metrics(labels)(p)['top5Accuracy'],
-                 info={'source': opened.source, 'decode_seconds': seconds,
+  return _scored_top5(opened.name, images, labels,
+                      {'source': opened.source, 'decode_seconds': seconds,
                        'preprocessing': ((manifest.get('input') or {}).get('preprocessing')
                                          or manifest.get('preprocessing')),
                        'host_pipeline': stats.as_dict(workers)})
+
+
+def _scored_top5(name: str, images, labels, info: dict[str, Any]) -> TestSet:
+  metrics = imagenet_metrics(labels)
+  return TestSet(name, images, labels, score=lambda p: metrics(p)['top5Accuracy'], metrics=metrics, info=info)
 
 
 def imagenet_metrics(labels):
