@@ -218,6 +218,23 @@ def test_loader_in_workers_equals_loader_inline_and_marks_padding(tree_dir):
     pooled.close()
 
 
+def test_decode_rows_keeps_order_drops_padding_and_matches_the_loader_batches(tree_dir):
+  from dawnjax.data.imagenet import sources
+  opened = sources.open_dataset('auto', tree_dir)
+  assert (opened.num_val, opened.num_classes) == (9, 3) and opened.name.endswith('_as_imagenet_tree')
+  ids = opened.val_ids()[::-1]  # any order: rows come back in the order asked for
+  crop = tf.Crop(20, train=False, crop_ratio=0.8)
+  whole, whole_labels = sources.decode_rows(opened.reader, ids, crop, num_workers=0, batch=16)
+  stats = pl.PipelineStats()
+  split, split_labels = sources.decode_rows(opened.reader, ids, crop, num_workers=2, batch=4, stats=stats)
+  assert whole.shape == (9, 20, 20, 3) and whole.std() > 0 and stats.images == 9
+  np.testing.assert_array_equal(split, whole)  # 4 + 4 + 1 rows, the last batch's 3 padding rows dropped
+  np.testing.assert_array_equal(split_labels, whole_labels)
+  np.testing.assert_array_equal(whole_labels, opened.reader.labels[ids])
+  one, _ = sources.decode_rows(opened.reader, ids[3:4], crop, num_workers=0)
+  np.testing.assert_array_equal(one[0], whole[3])
+
+
 def test_loader_raises_decode_errors_in_the_consumer(tmp_path):
   root = make_tree(str(tmp_path / 'broken'), per_class=(2, 1))
   with open(os.path.join(root, 'train', 'bee', '000.JPEG'), 'wb') as f:
