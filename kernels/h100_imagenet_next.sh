@@ -11,6 +11,7 @@
 #   bash kernels/h100_imagenet_next.sh fold        # 1 GPU, ~6 min: --fold_batchnorm, ResNet-50 batch 1 (ABBA) and the
 #                                                  #   tree proof's served accuracy
 #   bash kernels/h100_imagenet_next.sh fold_tree   # 1 GPU, ~4 min: the tree proof served plain/folded/plain/folded
+#   bash kernels/h100_imagenet_next.sh trace_r50   # 1 GPU, ~3 min: ResNet-50 batch-1 calls traced, kernels by time
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -19,7 +20,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
-case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|serve_r50|fold|fold_tree|sizes} in
+case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -155,6 +156,24 @@ case ${1:?usage: h100_imagenet_next.sh model|profile|errata|scaling|serve_tree|s
     done
     rm -rf $OUT/runs/tree/model
     cd $OUT && tar czf fold_tree_runs.tgz runs && rm -rf runs ;;
+  trace_r50)
+    # Not yet run. Where ResNet-50's 0.56 ms of batch-1 device time goes (sixteenth session: unchanged by folding the
+    # BatchNorms, which fused all 53 convolutions). kernels/latency_trace.py --checkpoint traces the served calls
+    # as the benchmark makes them and lists the device kernels by time per call, folded and not. Predicted: the
+    # convolutions hold >= 80% of it, the 3x3 ones of stages 1-2 (56x56 and 28x28) the most; a call's launch and
+    # completion notice ~0.1 ms together, as for CIFAR-10.
+    mkdir -p $OUT/runs
+    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
+      --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
+      > $OUT/runs/r50_train.log 2>&1; tail -2 $OUT/runs/r50_train.log
+    for F in --fold_batchnorm --nofold_batchnorm; do
+      XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py \
+        --checkpoint=$OUT/runs/r50 $F --calls=300 --warmup=300 --top=25 --trace_dir=/tmp/lt$F \
+        --json=$OUT/runs/trace$F.json > $OUT/runs/trace$F.log 2>&1
+      grep -v '^[IW]1' $OUT/runs/trace$F.log | head -60
+    done
+    rm -rf $OUT/runs/r50/model
+    cd $OUT && tar czf trace_r50_runs.tgz runs && rm -rf runs ;;
   sizes)
     # The projection (kernels/imagenet_bench.py part c) scales the measured 224 px rate by (224/size)^2 for the
     # progressive-resizing recipes' 128 and 288 px stages. Measured here in one process per size, the fastest

@@ -20,10 +20,14 @@ then reversed) for the 'untraced' column:
              (the read-back has its own annotation, outside the timed part)
   *_spin     the same, waiting by polling the result's readiness (latency.wait_for(..., 'spin'))
 
-Fresh weights (latency does not depend on their values). XLA flags come from the environment: run
-it with XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION to match the benchmark's default.
+The served function is the CIFAR-10 recipe's (--flagfile) with fresh weights (latency does not depend on
+their values), or with --checkpoint a trained image model's as the benchmark serves it (ImageNet: top-5,
+BatchNorm folded unless --nofold_batchnorm). Each row also lists its device kernels by time per call.
+XLA flags come from the environment: run it with XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION
+to match the benchmark's default.
 
   python3 kernels/latency_trace.py --flagfile=experiments/cifar10/fast.flags --trace_dir=/tmp/lt
+  python3 kernels/latency_trace.py --checkpoint=RUN_DIR --trace_dir=/tmp/lt   # e.g. a ResNet-50 run
 """
 import collections
 import importlib
@@ -48,6 +52,10 @@ def define_flags() -> None:
   flags.DEFINE_integer('warmup', 300, 'Untraced calls before each row.')
   flags.DEFINE_string('trace_dir', '/tmp/latency_trace', 'Where the profiler writes its trace.')
   flags.DEFINE_string('json', None, 'Write the figures here too.')
+  flags.DEFINE_string('checkpoint', None, 'Serve this trained image model (a training --output_dir or its '
+                      'model/) instead of the CIFAR-10 recipe with fresh weights.')
+  flags.DEFINE_bool('fold_batchnorm', True, 'With --checkpoint: fold BatchNorms where the task can (as the '
+                    'inference benchmark does by default).')
 
 
 PREFIX = 'latency_call_'  # no ':' (TraceMe reads what follows one as metadata)
@@ -106,6 +114,15 @@ def split_calls(events: list[dict], row: str) -> dict:
       counts[e['name']] += 1
   out['host_events'] = [{'name': name, 'us_per_call': t / len(calls), 'per_call': counts[name] / len(calls)}
                         for name, t in inside.most_common()]
+  # Device kernels by name: which ones hold the device span.
+  by_kernel, kernel_counts = collections.Counter(), collections.Counter()
+  for _, ks in with_kernels:
+    for e in ks:
+      by_kernel[e['name']] += e['dur']
+      kernel_counts[e['name']] += 1
+  per = max(1, len(with_kernels))
+  out['kernels'] = [{'name': name, 'us_per_call': t / per, 'per_call': kernel_counts[name] / per}
+                    for name, t in by_kernel.most_common()]
   return out
 
 
@@ -117,35 +134,30 @@ def table(rows: dict[str, dict], untraced: dict[str, float], top: int) -> str:
     lines.append(f'{name:<14} {fmt(untraced[name])} {fmt(r["wall_us"])} {fmt(r["launch_us"])} '
                  f'{fmt(r["device_us"])} {fmt(r["notice_us"])} {fmt(r["kernel_busy_us"])} {fmt(r["kernels_per_call"])}')
   for name, r in rows.items():
-    lines += ['', f'{name}: host events inside the calls (us per call, count per call)']
-    for e in r['host_events'][:top]:
-      short = e['name'] if len(e['name']) < 80 else e['name'][:77] + '...'
-      lines.append(f'  {e["us_per_call"]:8.1f} {e["per_call"]:5.1f}  {short}')
+    for what, key in (('host events inside the calls', 'host_events'), ('device kernels', 'kernels')):
+      if not r.get(key):
+        continue
+      lines += ['', f'{name}: {what} (us per call, count per call)']
+      for e in r[key][:top]:
+        short = e['name'] if len(e['name']) < 80 else e['name'][:77] + '...'
+        lines.append(f'  {e["us_per_call"]:8.1f} {e["per_call"]:5.1f}  {short}')
   return '\n'.join(lines)
 
 
 def main(argv):
   del argv
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
-  from dawnjax.experiments import cifar10 as cifar_entry
   from dawnjax.inference import latency
-  from dawnjax.inference.models import classifier
-  from dawnjax.workloads.cifar10 import build_model, inference_apply
 
-  recipe = cifar_entry.recipe_from_flags()
   dev = jax.devices()[0]
   n = FLAGS.calls
+  fn, variables, item_shape, what = served_model()
   rng = np.random.default_rng(0)
-  items = [jax.device_put(rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8), dev) for _ in range(n)]
+  items = [jax.device_put(rng.integers(0, 256, (1, *item_shape), dtype=np.uint8), dev) for _ in range(n)]
   jax.block_until_ready(items)
-  model = build_model(recipe)
-  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3), jnp.dtype(recipe.dtype)), train=False))(
-      jax.random.key(0))
   variables = jax.device_put(variables, dev)
-  fn = classifier(inference_apply(recipe))
   served = jax.jit(lambda x: fn(variables, x)).lower(items[0]).compile()
   noop = jax.jit(lambda x: x + 1).lower(items[0]).compile()
 
@@ -185,7 +197,7 @@ def main(argv):
   jax.profiler.stop_trace()
   events = trace_summary.load_events(FLAGS.trace_dir)
   rows = {name: split_calls(events, name) for name in calls}
-  print(f'latency trace on {dev.device_kind}, jax {jax.__version__}, {n} calls per row; '
+  print(f'latency trace of {what} on {dev.device_kind}, jax {jax.__version__}, {n} calls per row; '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
   print('untraced = the same calls timed one by one without the profiler, the mean of two passes (rows in order, '
         "then reversed; readback: the result read back after each call's clock stops, as in the benchmark's "
@@ -195,6 +207,31 @@ def main(argv):
     with open(FLAGS.json, 'w') as f:
       json.dump({'device': dev.device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', ''), 'calls': n,
                  'untraced_us': untraced, 'rows': rows}, f, indent=1)
+
+
+def served_model():
+  """(classify, variables, item shape, description) of what the rows serve."""
+  import jax
+  import jax.numpy as jnp
+  from dawnjax.inference import models
+  if FLAGS.checkpoint:
+    from dawnjax.inference import export
+    saved = export.load_model(FLAGS.checkpoint)
+    manifest = saved.manifest
+    spec = manifest.get('input') or {}
+    if spec.get('dtype') != 'uint8' or len(spec.get('shape') or []) != 3:
+      raise SystemExit(f'--checkpoint: {manifest["task"]} serves {spec}; this trace serves uint8 images only')
+    fold = FLAGS.fold_batchnorm and manifest['task'] in models.FOLDS_BATCHNORM
+    fn = models.served_fn(manifest, fold_batchnorm=fold)
+    what = f'{manifest["task"]} {manifest.get("model", "")}' + (' (BatchNorm folded)' if fold else '')
+    return fn, saved.variables, tuple(spec['shape']), what
+  from dawnjax.experiments import cifar10 as cifar_entry
+  from dawnjax.workloads.cifar10 import build_model, inference_apply
+  recipe = cifar_entry.recipe_from_flags()
+  model = build_model(recipe)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3), jnp.dtype(recipe.dtype)), train=False))(
+      jax.random.key(0))
+  return models.classifier(inference_apply(recipe)), variables, (32, 32, 3), 'the CIFAR-10 recipe (fresh weights)'
 
 
 if __name__ == '__main__':

@@ -147,3 +147,13 @@ def test_missing_data_or_other_class_count_is_one_clear_line(trained, tmp_path):
                                 f'--output_dir={tmp_path / "b"}', '--num_workers=0')
   assert rc != 0 and 'has 3 classes but the model has 8' in stderr.strip().splitlines()[-1]
 
+
+
+def test_latency_trace_serves_a_trained_checkpoint_as_the_benchmark_does(trained, tmp_path):
+  root, _, _ = trained
+  proc = subprocess.run([sys.executable, os.path.join(REPO, 'kernels', 'latency_trace.py'),
+                         f'--checkpoint={root / "run"}', '--calls=3', '--warmup=1', f'--trace_dir={tmp_path}'],
+                        env=ENV, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'latency trace of imagenet resnet10-w4 (BatchNorm folded)' in proc.stdout
+  assert 'served ' in proc.stdout and 'readback_spin' in proc.stdout

@@ -37,6 +37,8 @@ def test_split_calls_separates_launch_device_and_notice():
   assert r['kernel_busy_us'] == (25 + 20) / 2
   assert r['kernels_per_call'] == 1.5
   assert r['host_events'] == [{'name': 'Execute', 'us_per_call': 15.0, 'per_call': 1.0}]
+  assert r['kernels'] == [{'name': 'fusion', 'us_per_call': 22.5, 'per_call': 1.5}]
+  assert 'served: device kernels' in latency_trace.table({'served': r}, {'served': 90.0}, top=5)
   assert latency_trace.split_calls(_events(), 'noop')['device_us'] == 5
 
 
