@@ -20,6 +20,19 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
+
+# The models the serving parts serve, trained into $OUT/runs/<name> (their logs beside them).
+train_r50() {  # ResNet-50 from one short synthetic epoch: latency does not depend on the weights' values
+  python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
+    --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
+    > $OUT/runs/r50_train.log 2>&1; tail -3 $OUT/runs/r50_train.log
+}
+train_tree() {  # the tree proof: cifar10_jpeg read as an ImageNet tree, ResNet-18, 64 px
+  /usr/bin/time -f 'process_wall %e' python3 -m dawnjax.experiments.imagenet \
+    --flagfile=experiments/imagenet/cifar10_jpeg_tree.flags --output_dir=$OUT/runs/tree --notensorboard \
+    > $OUT/runs/tree_train.log 2>&1; tail -4 $OUT/runs/tree_train.log
+}
+
 case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
@@ -77,9 +90,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # itself reports it as not qualifying. Predicted: the served top-1 equals the run's final top-1; batch-1 latency
     # ~0.4-0.8 ms host mode (CIFAR-10's airbench with TTA: 0.25 ms device, 0.55-0.78 host on an H200).
     mkdir -p $OUT/runs
-    /usr/bin/time -f 'process_wall %e' python3 -m dawnjax.experiments.imagenet \
-      --flagfile=experiments/imagenet/cifar10_jpeg_tree.flags --output_dir=$OUT/runs/tree --notensorboard \
-      > $OUT/runs/tree_train.log 2>&1; tail -4 $OUT/runs/tree_train.log
+    train_tree
     python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
       --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree_inference --target=0 \
       > $OUT/runs/tree_inference.log 2>&1; grep -v '^[IW]1' $OUT/runs/tree_inference.log | tail -12
@@ -92,9 +103,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # device mode; compiled in (--weights=constants): 1.25 / 0.80 ms, batch-1 compile 5.4 s against 3.5 s. 'auto' now
     # compiles up to 256 MiB in, so the first run below is constants and the second passes them, as a check.
     mkdir -p $OUT/runs
-    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
-      --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
-      > $OUT/runs/r50_train.log 2>&1; tail -3 $OUT/runs/r50_train.log
+    train_r50
     python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/r50 --test_subset=2000 \
       --throughput_batch=256 --output_dir=$OUT/runs/r50_inference --target=0 > $OUT/runs/r50_inference.log 2>&1
     grep -v '^[IW]1' $OUT/runs/r50_inference.log | tail -12
@@ -112,9 +121,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # ResNet-50 rows alternate plain/folded/plain/folded (random images, latency only); the optimized HLO of the first
     # two says how many convolutions became fused ones. Then the tree proof, trained and served both ways.
     mkdir -p $OUT/runs
-    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
-      --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
-      > $OUT/runs/r50_train.log 2>&1; tail -2 $OUT/runs/r50_train.log
+    train_r50
     for row in plain1 folded1 plain2 folded2; do
       case $row in folded*) F=--fold_batchnorm;; *) F=--nofold_batchnorm;; esac
       case $row in *1) DUMP="--xla_dump_to=/tmp/hlo_$row";; *) DUMP=;; esac
@@ -130,8 +137,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
         done
       fi
     done
-    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/cifar10_jpeg_tree.flags \
-      --output_dir=$OUT/runs/tree --notensorboard > $OUT/runs/tree_train.log 2>&1; tail -2 $OUT/runs/tree_train.log
+    train_tree
     for F in --nofold_batchnorm --fold_batchnorm; do
       python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
         --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree$F --target=0 --nowrite_exported \
@@ -144,8 +150,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # Part fold's one tree pair (ResNet-18, 64 px, bf16) had the folded side slower (device 0.464 vs 0.411 ms) but it
     # ran second and unpaired; ResNet-50's ABBA pairs were 0.06-0.22 ms faster folded. Here the tree ABBA.
     mkdir -p $OUT/runs
-    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/cifar10_jpeg_tree.flags \
-      --output_dir=$OUT/runs/tree --notensorboard > $OUT/runs/tree_train.log 2>&1; tail -2 $OUT/runs/tree_train.log
+    train_tree
     for row in plain1 folded1 plain2 folded2; do
       case $row in folded*) F=--fold_batchnorm;; *) F=--nofold_batchnorm;; esac
       python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
@@ -163,9 +168,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # convolutions hold >= 80% of it, the 3x3 ones of stages 1-2 (56x56 and 28x28) the most; a call's launch and
     # completion notice ~0.1 ms together, as for CIFAR-10.
     mkdir -p $OUT/runs
-    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags --epochs=1 \
-      --synthetic_train_examples=2560 --synthetic_eval_examples=1000 --notensorboard --output_dir=$OUT/runs/r50 \
-      > $OUT/runs/r50_train.log 2>&1; tail -2 $OUT/runs/r50_train.log
+    train_r50
     for F in --fold_batchnorm --nofold_batchnorm; do
       XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py \
         --checkpoint=$OUT/runs/r50 $F --calls=300 --warmup=300 --top=25 --trace_dir=/tmp/lt$F \

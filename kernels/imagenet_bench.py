@@ -303,11 +303,11 @@ def _loader_rate(reader, n_ids: int, crop, batch: int, images: int, workers: int
 
 
 def bench_pipeline(args, model_rate: float | None) -> dict:
-  from dawnjax.data.image_decode import available_cpus
+  from dawnjax.data.image_decode import available_cpus, default_decode_workers
   from dawnjax.data.imagenet.readers import PackedReader
   from dawnjax.data.imagenet.transforms import Crop
   cores = available_cpus()
-  workers = args.num_workers if args.num_workers is not None else max(1, cores - 1)
+  workers = default_decode_workers(args.num_workers)
   start = time.perf_counter()
   blobs = synthesize_jpegs(args.num_jpegs)
   out = {'cpu_cores': cores, 'workers': workers, 'num_jpegs': len(blobs),

@@ -221,7 +221,7 @@ def served_model():
     spec = manifest.get('input') or {}
     if spec.get('dtype') != 'uint8' or len(spec.get('shape') or []) != 3:
       raise SystemExit(f'--checkpoint: {manifest["task"]} serves {spec}; this trace serves uint8 images only')
-    fold = FLAGS.fold_batchnorm and manifest['task'] in models.FOLDS_BATCHNORM
+    fold = models.wants_folding(manifest['task'], FLAGS.fold_batchnorm)
     fn = models.served_fn(manifest, fold_batchnorm=fold)
     what = f'{manifest["task"]} {manifest.get("model", "")}' + (' (BatchNorm folded)' if fold else '')
     return fn, saved.variables, tuple(spec['shape']), what

@@ -44,6 +44,11 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def default_decode_workers(requested: int | None = None) -> int:
+  """`requested`, else one decoding process per CPU core but one, which the main loop and the transfers keep."""
+  return requested if requested is not None else max(1, available_cpus() - 1)
+
+
 def decode_images(names: Sequence[str],
                   blobs: Sequence[bytes] | None = None,
                   *,

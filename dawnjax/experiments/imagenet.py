@@ -109,13 +109,11 @@ def recipe_from_flags():
 
 
 def data_config_from_flags():
-  from dawnjax.data.image_decode import available_cpus
+  from dawnjax.data.image_decode import default_decode_workers
   from dawnjax.workloads.imagenet import DataConfig
-  workers = FLAGS.num_workers
-  if workers is None:
-    workers = max(1, available_cpus() - 1)  # one core for the training loop and transfers
   return DataConfig(
-      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, num_workers=workers, prefetch=FLAGS.prefetch,
+      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, num_workers=default_decode_workers(FLAGS.num_workers),
+      prefetch=FLAGS.prefetch,
       slots=FLAGS.host_slots, buffer_dir=FLAGS.buffer_dir, train_subset=FLAGS.train_subset,
       eval_subset=FLAGS.eval_subset, synthetic_train_examples=FLAGS.synthetic_train_examples,
       synthetic_eval_examples=FLAGS.synthetic_eval_examples,

@@ -157,7 +157,7 @@ def _imagenet_test_set(manifest: dict[str, Any]) -> TestSet:
   given (its latency, never a qualifying result)."""
   import time
   import numpy as np
-  from dawnjax.data.image_decode import available_cpus
+  from dawnjax.data.image_decode import default_decode_workers
   from dawnjax.data.imagenet import pipeline, sources
   from dawnjax.data.imagenet.transforms import Crop
   from dawnjax.errors import ConfigError
@@ -185,7 +185,7 @@ def _imagenet_test_set(manifest: dict[str, Any]) -> TestSet:
   if FLAGS.test_subset:
     ids = np.sort(ids[np.random.default_rng(1).permutation(len(ids))[:FLAGS.test_subset]])
   crop = Crop(size, train=False, crop_ratio=float(config.get('eval_crop_ratio', Crop.crop_ratio)))
-  workers = FLAGS.num_workers if FLAGS.num_workers is not None else max(1, available_cpus() - 1)
+  workers = default_decode_workers(FLAGS.num_workers)
   stats = pipeline.PipelineStats()
   start = time.perf_counter()
   images, labels = sources.decode_rows(opened.reader, ids, crop, num_workers=workers, stats=stats)
@@ -290,8 +290,7 @@ def run() -> int:
   # The model first: SQuAD's test windows depend on its tokenizer and window sizes.
   if FLAGS.checkpoint:
     from dawnjax.inference import export, models
-    # Folding is the default where the task's models can fold; asked for explicitly elsewhere, it is an error.
-    fold = FLAGS.fold_batchnorm and (FLAGS['fold_batchnorm'].present or FLAGS.task in models.FOLDS_BATCHNORM)
+    fold = models.wants_folding(FLAGS.task, FLAGS.fold_batchnorm, explicit=FLAGS['fold_batchnorm'].present)
     saved = export.load_model(FLAGS.checkpoint)
     info = saved.manifest
     if info['task'] != FLAGS.task:

@@ -25,6 +25,12 @@ CLASSIFIERS = {'cifar10': 1, 'imagenet': 5}
 FOLDS_BATCHNORM = ('imagenet',)
 
 
+def wants_folding(task: str, fold_batchnorm: bool, explicit: bool = False) -> bool:
+  """Whether to serve `task` folded: by default wherever its models can fold; asked for explicitly
+  (`explicit`) for a task that cannot, apply_fn_for then raises a clear error."""
+  return fold_batchnorm and (explicit or task in FOLDS_BATCHNORM)
+
+
 def apply_fn_for(manifest: Mapping[str, Any], *, fold_batchnorm: bool = False) -> Callable[[Any, Any], Any]:
   task = manifest['task']
   if task not in BUILDERS:

@@ -317,18 +317,12 @@ def inference_apply(recipe: ImageNetRecipe, num_classes: int, *, fold_batchnorm:
   `variables` are the trained ones either way. With fold_batchnorm each BatchNorm is folded into the
   convolution before it inside the served function (resnet.fold_batchnorm), so that XLA runs conv + shift
   (+ residual) + ReLU as one cuDNN call: the same function up to rounding."""
-  model = model_from_recipe(recipe, num_classes)
+  model = model_from_recipe(recipe, num_classes).clone(folded_batchnorm=fold_batchnorm)
   dtype = jnp.dtype(recipe.dtype)
-  if fold_batchnorm:
-    folded = model.clone(folded_batchnorm=True)
-
-    def apply_folded(variables, images_u8):
-      return folded.apply(fold_batchnorm_variables(variables, recipe.bn_epsilon),
-                          augment.normalize(images_u8, IMAGENET_MEAN, IMAGENET_STD, dtype), train=False)
-
-    return apply_folded
 
   def apply_fn(variables, images_u8):
+    if fold_batchnorm:
+      variables = fold_batchnorm_variables(variables, recipe.bn_epsilon)
     return model.apply(variables, augment.normalize(images_u8, IMAGENET_MEAN, IMAGENET_STD, dtype),
                        train=False)
 
@@ -416,14 +410,17 @@ class ImageNetWorkload(Workload):
       self.train_ids = np.arange(num_train)
       self.eval_ids = np.arange(num_eval)
     else:
-      reader, name, num_train, num_eval, classes = self._open_dataset()
+      opened = sources.open_dataset(d.dataset, d.data_dir, scratch_dir=d.buffer_dir)
+      self.source = opened.source
+      reader, name, classes = opened.reader, opened.name, opened.num_classes
+      num_train, num_eval = opened.num_train, opened.num_val
       self.dataset_name = name
       rng = np.random.default_rng(0)
       # Subsets are fixed random samples (sorted): a prefix of a class-sorted tree is one class.
       self.train_ids = np.arange(num_train)
       if d.train_subset:
         self.train_ids = np.sort(rng.permutation(num_train)[:d.train_subset])
-      self.eval_ids = num_train + np.arange(num_eval)
+      self.eval_ids = opened.val_ids()
       if d.eval_subset:
         self.eval_ids = np.sort(num_train + rng.permutation(num_eval)[:d.eval_subset])
       if d.train_subset or d.eval_subset:
@@ -439,13 +436,6 @@ class ImageNetWorkload(Workload):
     self._build_programs()
     if d.dataset == 'synthetic':
       self._make_synthetic_batches()
-
-  def _open_dataset(self):
-    """(reader, report name, num_train, num_val, num_classes) of the tree or TFDS copy."""
-    d = self.data
-    opened = sources.open_dataset(d.dataset, d.data_dir, scratch_dir=d.buffer_dir)
-    self.source = opened.source
-    return opened.reader, opened.name, opened.num_train, opened.num_val, opened.num_classes
 
   def close(self) -> None:
     """Stops the decoding processes (also done at exit)."""
