@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1018,6 +1018,22 @@ warm1 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
 warm2 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
 warm3 1 -- $RECIPE --compilation_cache_dir=/tmp/jc22
 VARIANTS
+fi
+if [ "$part" = pinned23 ]; then
+  # Seventeenth session (issue 6): the reported 'host' latency (0.55-0.78 ms on H200s) is ~0.3-0.5 ms above the
+  # device-resident one (0.22-0.25 ms); jax.device_put of one image alone costs ~0.16-0.22 ms and reading a label
+  # back ~0.14-0.31 ms (latency_probe, session 9): each a separate runtime operation with its own stream and
+  # completion events. The pinned modes make a request one program that reads the image from and writes the label
+  # to pinned host memory ('host_pinned': a new pinned buffer per request; 'host_staged': one fixed staging buffer,
+  # so the CUDA graph's input address never changes). Predicted: host_pinned ~0.30-0.35 ms, host_staged ~0.02 ms
+  # below it; 0 predictions differ from 'host'. Each order once (mode order drifts), then the trace with host rows.
+  R=/tmp/pinned23; train_served
+  off="--throughput_batch=0 --bound_items=0"
+  serve $OUT/pinned23 order_a --latency_modes=host,host_pinned,host_staged,device $off
+  serve $OUT/pinned23 order_b --latency_modes=device,host_staged,host_pinned,host --nowrite_exported $off
+  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
+    --warmup=300 --top=20 --trace_dir=/tmp/lt23 --json=$OUT/pinned23/trace.json > $OUT/pinned23/trace.log 2>&1
+  grep -v '^[IW]1' $OUT/pinned23/trace.log | head -14
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -12,6 +12,7 @@
 #                                                  #   tree proof's served accuracy
 #   bash kernels/h100_imagenet_next.sh fold_tree   # 1 GPU, ~4 min: the tree proof served plain/folded/plain/folded
 #   bash kernels/h100_imagenet_next.sh trace_r50   # 1 GPU, ~3 min: ResNet-50 batch-1 calls traced, kernels by time
+#   bash kernels/h100_imagenet_next.sh pinned_r50  # 1 GPU, ~4 min: ResNet-50 batch-1 requests through pinned host memory
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -33,7 +34,7 @@ train_tree() {  # the tree proof: cifar10_jpeg read as an ImageNet tree, ResNet-
     > $OUT/runs/tree_train.log 2>&1; tail -4 $OUT/runs/tree_train.log
 }
 
-case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|sizes)} in
+case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|pinned_r50|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -177,6 +178,27 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     done
     rm -rf $OUT/runs/r50/model
     cd $OUT && tar czf trace_r50_runs.tgz runs && rm -rf runs ;;
+  pinned_r50)
+    # Seventeenth session (issue 6): a ResNet-50 request is 1.17-1.23 ms from host image to host labels but 0.59-0.63
+    # ms device-resident (folded, weights compiled in). The 'host_pinned' / 'host_staged' modes make a request one
+    # program that reads its image from and writes its labels to pinned host memory (staged: through one fixed
+    # buffer, so the CUDA graph needs no update: 172 us of a traced call in session 16). Predicted: host_pinned
+    # ~0.7-0.8 ms, host_staged ~0.15 ms below it; no prediction differs. Each mode order once, then the trace.
+    mkdir -p $OUT/runs
+    train_r50
+    for order in host,host_pinned,host_staged,device device,host_staged,host_pinned,host; do
+      name=r50_$(echo $order | cut -c1-6)
+      python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/r50 --test_subset=2000 \
+        --throughput_batch=0 --bound_items=0 --nowrite_exported --latency_modes=$order --output_dir=$OUT/runs/$name \
+        --target=0 > $OUT/runs/$name.log 2>&1
+      echo "== $order"; grep -v '^[IW]1' $OUT/runs/$name.log | grep -E '^native|per item' | cut -c1-150
+    done
+    XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py \
+      --checkpoint=$OUT/runs/r50 --calls=300 --warmup=300 --top=25 --trace_dir=/tmp/lt_pinned \
+      --json=$OUT/runs/trace_pinned.json > $OUT/runs/trace_pinned.log 2>&1
+    grep -v '^[IW]1' $OUT/runs/trace_pinned.log | head -14
+    rm -rf $OUT/runs/r50/model
+    cd $OUT && tar czf pinned_r50_runs.tgz runs && rm -rf runs ;;
   sizes)
     # The projection (kernels/imagenet_bench.py part c) scales the measured 224 px rate by (224/size)^2 for the
     # progressive-resizing recipes' 128 and 288 px stages. Measured here in one process per size, the fastest

@@ -19,6 +19,9 @@ then reversed) for the 'untraced' column:
   readback   the benchmark's 'device' mode: served + the label read back after the clock stops
              (the read-back has its own annotation, outside the timed part)
   *_spin     the same, waiting by polling the result's readiness (latency.wait_for(..., 'spin'))
+  host*      whole requests as the benchmark's host modes make them (--host_modes; latency.request):
+             'host' uploads, calls and downloads; 'host_pinned' one program reading and writing pinned
+             host memory; 'host_staged' the same through one fixed staging buffer
 
 The served function is the CIFAR-10 recipe's (--flagfile) with fresh weights (latency does not depend on
 their values), or with --checkpoint a trained image model's as the benchmark serves it (ImageNet: top-5,
@@ -54,6 +57,9 @@ def define_flags() -> None:
   flags.DEFINE_string('json', None, 'Write the figures here too.')
   flags.DEFINE_string('checkpoint', None, 'Serve this trained image model (a training --output_dir or its '
                       'model/) instead of the CIFAR-10 recipe with fresh weights.')
+  flags.DEFINE_list('host_modes', ['host', 'host_pinned', 'host_staged'], "Also trace whole requests made "
+                    "as the benchmark's --latency_modes of these names make them (image in host memory to label "
+                    "in host memory).")
   flags.DEFINE_bool('fold_batchnorm', True, 'With --checkpoint: fold BatchNorms where the task can (as the '
                     'inference benchmark does by default).')
 
@@ -155,17 +161,23 @@ def main(argv):
   n = FLAGS.calls
   fn, variables, item_shape, what = served_model()
   rng = np.random.default_rng(0)
-  items = [jax.device_put(rng.integers(0, 256, (1, *item_shape), dtype=np.uint8), dev) for _ in range(n)]
+  images = rng.integers(0, 256, (n, *item_shape), dtype=np.uint8)
+  items = [jax.device_put(images[i:i + 1], dev) for i in range(n)]
   jax.block_until_ready(items)
   variables = jax.device_put(variables, dev)
-  served = jax.jit(lambda x: fn(variables, x)).lower(items[0]).compile()
+  compile_ = lambda memory: latency.compile_for(fn, variables, 1, item_shape, np.uint8, dev, 'constants', memory)[0]
+  served, served_pinned = compile_('device'), compile_('pinned_host')
   noop = jax.jit(lambda x: x + 1).lower(items[0]).compile()
 
-  served_call = lambda i: served(items[i]).block_until_ready()
-  spin_call = lambda i: latency.wait_for(served(items[i]), 'spin')
+  served_call = lambda i: served(None, items[i]).block_until_ready()
+  spin_call = lambda i: latency.wait_for(served(None, items[i]), 'spin')
   calls = {'noop': lambda i: noop(items[i]).block_until_ready(), 'served': served_call, 'readback': served_call,
            'noop_spin': lambda i: latency.wait_for(noop(items[i]), 'spin'), 'served_spin': spin_call,
            'readback_spin': spin_call}
+  # Whole requests, image in host memory to label in host memory, as the benchmark's host modes make them.
+  for mode in FLAGS.host_modes:
+    exe = served_pinned if latency.MEMORY[mode] == 'pinned_host' else served
+    calls[mode] = latency.request(exe, None, images, dev, mode)
   # Untraced: each row twice, in order and then in reverse, so that drift over the run hits both ends alike.
   untraced = {name: [] for name in calls}
   for name in list(calls) + list(reversed(calls)):

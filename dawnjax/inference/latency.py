@@ -7,10 +7,12 @@ Protocol (recorded with every result):
     statistics and recorded separately;
   * each item is timed alone and closed by a device synchronisation, so queued work never
     hides in the next item's time;
-  * two input modes: 'host' = the image starts in host memory and the label ends there (upload,
+  * input modes (MODES): 'host' = the image starts in host memory and the label ends there (upload,
     compute, download, the download requested at dispatch: a full classify request, the reported
-    DAWNBench latency); 'device' = the
-    image is already on the device and the label stays there (compute + dispatch only);
+    DAWNBench latency); the 'host_*' variants make the same request through other runtime paths
+    (MEMORY: the pinned ones compile a program that reads its input from and writes its label to
+    pinned host memory itself); 'device' = the image is already on the device and the label stays
+    there (compute + dispatch only);
   * Python's garbage collector is paused during timed loops, as `timeit` does, so a collection
     does not land in some item's time;
   * the wait for the result: 'block' (the runtime's blocking wait) or 'spin' (the caller polls the
@@ -21,6 +23,7 @@ model's on exactly those calls.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import time
@@ -31,9 +34,20 @@ import numpy as np
 
 # 'host': explicit jax.device_put, call, np.asarray (upload + compute + download, as a server does);
 # 'host_direct': the numpy item passed straight to the compiled call, whose C++ dispatch path does
-# the upload (the same work without the Python-level device_put); 'device': input already on device.
-MODES = ('host', 'host_direct', 'device')
+# the upload (the same work without the Python-level device_put);
+# 'host_pinned': the image is put in pinned host memory (a host copy, no GPU transfer), and one
+# program moves it to the device, classifies, and writes the label back to pinned host memory: one
+# launch per request instead of a transfer, a launch and a transfer, each with its own stream and
+# completion events;
+# 'host_staged': the same program, its input always the one pinned buffer that each request's
+# image is copied into (a server's fixed staging buffer), so the input's address never changes and
+# XLA's command buffers (CUDA graphs) need no update between calls;
+# 'device': input already on device.
+MODES = ('host', 'host_direct', 'host_pinned', 'host_staged', 'device')
 WAITS = ('block', 'spin')
+# The memory a mode's compiled program takes its input from and leaves its output in.
+MEMORY = {'host': 'device', 'host_direct': 'device', 'host_pinned': 'pinned_host', 'host_staged': 'pinned_host',
+          'device': 'device'}
 
 
 def wait_for(out, wait: str):
@@ -83,23 +97,56 @@ def resolve_weights(weights: str, variables: Any) -> str:
   return 'constants' if size <= CONSTANT_WEIGHTS_MAX_BYTES else 'arguments'
 
 
+def io_sharding(device, memory: str = 'device') -> jax.sharding.SingleDeviceSharding:
+  """Where a served call's input and output live: `device` memory, or 'pinned_host' memory."""
+  if memory == 'device':
+    return jax.sharding.SingleDeviceSharding(device)
+  return jax.sharding.SingleDeviceSharding(device, memory_kind=memory)
+
+
 def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_shape, item_dtype,
-                device, weights: str = 'arguments') -> tuple[Callable[[Any, Any], Any], float]:
+                device, weights: str = 'arguments', memory: str = 'device') -> tuple[Callable[[Any, Any], Any], float]:
   """AOT-compiles fn(variables, inputs[batch, *item_shape]) for `device`; returns (call, seconds).
 
   `call(variables, inputs)` has the same signature in every `weights` mode; with 'constants' (or
   'auto' resolving to it) the executable was compiled with these `variables` bound and ignores the
-  ones passed."""
+  ones passed. With memory='pinned_host' the inputs and outputs live in pinned host memory and the
+  program itself moves them to and from the device (the variables stay in device memory)."""
   weights = resolve_weights(weights, variables)
-  sharding = jax.sharding.SingleDeviceSharding(device)
-  x_spec = jax.ShapeDtypeStruct((batch, *item_shape), np.dtype(item_dtype), sharding=sharding)
+  io = io_sharding(device, memory)
+  x_spec = jax.ShapeDtypeStruct((batch, *item_shape), np.dtype(item_dtype), sharding=io)
+  served = fn
+  if memory != 'device':
+    on_device = jax.sharding.SingleDeviceSharding(device)
+    served = lambda v, x: jax.device_put(fn(v, jax.device_put(x, on_device)), io)
   start = time.perf_counter()
   if weights == 'constants':
-    bound = jax.jit(lambda x: fn(variables, x)).lower(x_spec).compile()
+    bound = jax.jit(lambda x: served(variables, x), out_shardings=io).lower(x_spec).compile()
     seconds = time.perf_counter() - start
     return (lambda _variables, x: bound(x)), seconds
-  compiled = jax.jit(fn).lower(variables, x_spec).compile()
+  compiled = jax.jit(served, out_shardings=io).lower(variables, x_spec).compile()
   return compiled, time.perf_counter() - start
+
+
+class StagingBuffer:
+  """One pinned host buffer a server copies each request into: the same array, at the same address,
+  is every call's input.
+
+  A jax.Array is immutable to JAX, so the bytes are written through its raw pointer. That is sound
+  here only because each call's result is waited for before the next request is written (the
+  program has finished reading the buffer), and the array is never read back by JAX (which would
+  cache a host copy)."""
+
+  def __init__(self, shape, dtype, device, memory: str = 'pinned_host'):
+    self.array = jax.device_put(np.zeros(shape, dtype), io_sharding(device, memory))
+    self.array.block_until_ready()
+    nbytes = self.array.nbytes
+    raw = (ctypes.c_uint8 * nbytes).from_address(self.array.unsafe_buffer_pointer())
+    self._view = np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape)
+
+  def write(self, item: np.ndarray):
+    np.copyto(self._view, item)
+    return self.array
 
 
 class GcPaused:
@@ -126,11 +173,13 @@ def read_back(out, wait: str = 'block'):
   return np.asarray(out)
 
 
-def time_items(classify, variables, images: np.ndarray, device, *, mode: str, warmup: int, wait: str = 'block',
-               clock: Callable[[], int] = time.perf_counter_ns) -> LatencyRun:
-  """Times classify(variables, one item) for every item of `images` (batch 1), in `mode`.
+def request(classify, variables, images: np.ndarray, device, mode: str, wait: str = 'block') -> Callable[[int], Any]:
+  """one(i): serves item i of `images` in `mode`, as one request, and returns its result once computed
+  (in host memory, except in 'device' mode).
 
-  `classify` is a compiled batch-1 function and `variables` already live on `device`.
+  `classify` is a compiled batch-1 function whose input and output live in MEMORY[mode] (see
+  compile_for), and `variables` already live on `device`. Any set-up a mode needs (device-resident
+  items, the staging buffer) is done here, before any timing.
   """
   if mode not in MODES:
     raise ValueError(f'mode {mode!r}: expected one of {MODES}')
@@ -142,17 +191,26 @@ def time_items(classify, variables, images: np.ndarray, device, *, mode: str, wa
   if mode == 'device':
     items = [jax.device_put(images[i:i + 1], device) for i in range(n)]
     jax.block_until_ready(items)
+    return lambda i: wait_for(classify(variables, items[i]), wait)
+  if mode == 'host_pinned':
+    pinned = io_sharding(device, MEMORY[mode])
+    # The label is in pinned host memory once the program is done: no copy to request.
+    return lambda i: np.asarray(wait_for(classify(variables, jax.device_put(images[i:i + 1], pinned)), wait))
+  if mode == 'host_staged':
+    staging = StagingBuffer((1, *images.shape[1:]), images.dtype, device, MEMORY[mode])
+    return lambda i: np.asarray(wait_for(classify(variables, staging.write(images[i:i + 1])), wait))
+  if mode == 'host_direct':
+    return lambda i: read_back(classify(variables, images[i:i + 1]), wait)
+  # Upload, compute and download: np.asarray waits for the result.
+  return lambda i: read_back(classify(variables, jax.device_put(images[i:i + 1], device)), wait)
 
-    def one(i: int):
-      return wait_for(classify(variables, items[i]), wait)
-  elif mode == 'host_direct':
-    def one(i: int):
-      return read_back(classify(variables, images[i:i + 1]), wait)
-  else:
-    def one(i: int):
-      # Upload, compute and download: np.asarray waits for the result.
-      return read_back(classify(variables, jax.device_put(images[i:i + 1], device)), wait)
 
+def time_items(classify, variables, images: np.ndarray, device, *, mode: str, warmup: int, wait: str = 'block',
+               clock: Callable[[], int] = time.perf_counter_ns) -> LatencyRun:
+  """Times classify(variables, one item) for every item of `images` (batch 1), in `mode`, each item
+  one request (see `request`)."""
+  one = request(classify, variables, images, device, mode, wait)
+  n = len(images)
   warm = np.zeros(warmup, np.float64)
   times = np.zeros(n, np.float64)
   outputs = [None] * n
