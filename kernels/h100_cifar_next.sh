@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1034,6 +1034,22 @@ if [ "$part" = pinned23 ]; then
   XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
     --warmup=300 --top=20 --trace_dir=/tmp/lt23 --json=$OUT/pinned23/trace.json > $OUT/pinned23/trace.log 2>&1
   grep -v '^[IW]1' $OUT/pinned23/trace.log | head -14
+fi
+if [ "$part" = staged24 ]; then
+  # Seventeenth session, after pinned23 (host_staged 0.2165 ms, host_pinned 0.4418, host 0.7125, device 0.3026; its
+  # exported path had failed: the Pallas whitening kernel cannot take jax.export's symbolic batch, now XLA's form
+  # there). host_staged is now the reported default. Here: both mode orders (the first with the exported artifact,
+  # which runs XLA's whitening), then host_staged with a spinning wait against the blocking one (the trace's notice
+  # was 142 us of a 337 us traced call). Predicted: 0 predictions differ native vs exported or the native ones
+  # between modes; spin -0.02..-0.05 ms if the harness now agrees with the trace (session 13: it did not).
+  R=/tmp/staged24; train_served
+  off="--throughput_batch=0 --bound_items=0 --nowrite_exported"
+  serve $OUT/staged24 order_a --latency_modes=host_staged,host,device --throughput_batch=0 --bound_items=0
+  serve $OUT/staged24 order_b --latency_modes=device,host,host_staged $off
+  serve $OUT/staged24 block1 --latency_modes=host_staged,device $off
+  serve $OUT/staged24 spin1 --latency_modes=host_staged,device --latency_wait=spin $off
+  serve $OUT/staged24 spin2 --latency_modes=host_staged,device --latency_wait=spin $off
+  serve $OUT/staged24 block2 --latency_modes=host_staged,device $off
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

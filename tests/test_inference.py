@@ -63,16 +63,23 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
   images = learnable_data(n_train=64, n_test=12).test_images
   device = jax.devices()[0]
   variables = jax.device_put(variables, device)
-  compiled, seconds = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device)
-  assert seconds > 0
+  compiled = {}
+  for memory in ('device', 'pinned_host'):
+    compiled[memory], seconds = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device,
+                                                    memory=memory)
+    assert seconds > 0
   warmup = 3
   for wait, mode in itertools.product(latency.WAITS, latency.MODES):
-    shapes, now = [], [0]
+    shapes, addresses, now = [], [], [0]
+    call = compiled[latency.MEMORY[mode]]
 
     def recording(v, x):
       shapes.append(tuple(x.shape))
+      if latency.MEMORY[mode] == 'pinned_host':  # the program itself reads the image from pinned host memory
+        assert x.sharding.memory_kind == 'pinned_host'
+        addresses.append(x.unsafe_buffer_pointer())
       now[0] += 1000 if len(shapes) <= warmup else 1  # warm-up calls "take" 1000 ms, timed ones 1 ms
-      return compiled(v, x)
+      return call(v, x)
 
     run = latency.time_items(recording, variables, images, device, mode=mode, warmup=warmup, wait=wait,
                              clock=lambda: now[0] * 1_000_000)
@@ -81,6 +88,21 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
     stats = latency.latency_stats(run.latencies_ms)
     assert stats['n'] == len(images) and stats['mean_ms'] == stats['p99_ms'] == 1.0  # warm-up excluded
     np.testing.assert_array_equal(run.predictions, np.asarray(jax.jit(classify)(variables, images)))
+    if mode == 'host_staged':  # one staging buffer: every request's image at the same address
+      assert len(set(addresses)) == 1
+
+
+def test_pinned_modes_need_pinned_host_memory():
+  class NoHostMemory:
+    device_kind = 'an accelerator without host memory spaces'
+
+    def addressable_memories(self):
+      return []
+
+  with pytest.raises(ConfigError, match='no pinned_host memory.*host_pinned, host_staged'):
+    latency.io_sharding(NoHostMemory(), 'pinned_host')
+  with pytest.raises(ConfigError, match='each once'):
+    benchmark.BenchConfig(modes=('host', 'host')).validate()
 
 
 def test_a_spinning_wait_polls_readiness_until_the_result_is_computed():
@@ -136,7 +158,8 @@ def test_benchmark_reports_every_mode_and_throughput():
   bounds = result['bounds']
   assert bounds['items'] == 12 and isinstance(bounds['host_dispatch_bound'], bool)
   assert all(bounds[f'{k}_ms_per_item'] > 0 for k in ('synchronised', 'pipelined', 'in_program'))
-  assert set(result['modes']) == {'host', 'host_direct', 'device'}
+  assert tuple(result['modes']) == latency.DEFAULT_MODES == ('host_staged', 'host', 'device')
+  assert set(result['compile_seconds']) == {'batch_1', 'batch_1_pinned_host', 'batch_8'}
   for mode in result['modes'].values():
     assert mode['n'] == 20 and mode['warmup'] == {**mode['warmup'], 'calls': 2, 'excluded': True}
     assert mode['predictions_differ_from_first_mode'] == 0 and 0 <= mode['accuracy'] <= 100
@@ -219,7 +242,9 @@ def test_inference_cli_native_and_exported(trained_run):
   assert all(path['weights'] == 'constants' for path in s['paths'].values())
   assert s['protocol']['xla_flags'].endswith('--xla_gpu_enable_command_buffer=+CONVOLUTION')
   assert set(s['paths']) == {'native', 'exported'} and s['reported'] == {
-      'path': 'exported', 'mode': 'host', 'statistic': 'mean over the test set'}
+      'path': 'exported', 'mode': 'host_staged', 'statistic': 'mean over the test set'}
+  assert list(s['protocol']['modes']) == ['host_staged', 'host', 'device']
+  assert 'staging buffer' in s['protocol']['modes']['host_staged']
   for path in s['paths'].values():
     for mode in path['modes'].values():
       assert mode['n'] == N_TEST and mode['warmup']['calls'] == 5 and mode['warmup']['excluded']

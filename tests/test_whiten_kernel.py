@@ -85,6 +85,18 @@ def test_without_the_kernels_it_is_xlas_reference(monkeypatch):
   np.testing.assert_array_equal(fn(x, kernel, bias), wk.whiten_gelu_reference(x, kernel, bias, True))
 
 
+def test_a_symbolic_batch_exports_xlas_reference():
+  # jax.export's symbolic batch cannot size the kernel's grid (a served artifact of a Pallas-whitening recipe).
+  x, kernel, bias = _inputs(SHAPES[0], jnp.bfloat16)
+  fn = jax.jit(lambda x, k, b: wk.whiten_gelu(x, k, b, approximate=True))
+  batch, = jax.export.symbolic_shape('b')
+  spec = jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype)
+  exported = jax.export.export(fn)(spec, kernel, bias)
+  assert 'pallas' not in exported.mlir_module() and 'triton' not in exported.mlir_module()
+  np.testing.assert_array_equal(exported.call(x, kernel, bias), wk.whiten_gelu_reference(x, kernel, bias, True))
+  assert 'pallas_call' in str(jax.make_jaxpr(fn)(x, kernel, bias))  # concrete shapes keep the kernel
+
+
 def test_whiten_gelu_module_has_patch_whitens_variables_and_gelu_of_its_output():
   x = jax.random.normal(jax.random.key(1), (2, 9, 11, 3))
   ours = WhitenGelu(24, 2, jnp.bfloat16, padded_features=32, gelu_approximate=True, name='whiten')

@@ -14,7 +14,7 @@ from dawnjax.inference import latency
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
   warmup: int = 100  # batch-1 calls before each timed pass, excluded from the statistics
-  modes: tuple[str, ...] = latency.MODES  # the first is the reported DAWNBench latency
+  modes: tuple[str, ...] = latency.DEFAULT_MODES  # the first is the reported DAWNBench latency
   throughput_batch: int = 1024  # 0 skips the throughput measurement
   throughput_passes: int = 3
   bound_items: int = 1000  # items of the what-bounds-latency breakdown (latency.time_bounds); 0 skips
@@ -26,8 +26,8 @@ class BenchConfig:
     if self.warmup < 0 or self.throughput_batch < 0 or self.throughput_passes < 1 or self.bound_items < 0:
       raise ConfigError('--warmup, --throughput_batch and --bound_items must be >= 0, --throughput_passes >= 1')
     bad = [m for m in self.modes if m not in latency.MODES]
-    if bad or not self.modes:
-      raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}')
+    if bad or not self.modes or len(set(self.modes)) != len(self.modes):
+      raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}, each once')
     if self.weights not in latency.WEIGHTS:
       raise ConfigError(f'--weights={self.weights}: expected one of {", ".join(latency.WEIGHTS)}')
     if self.wait not in latency.WAITS:

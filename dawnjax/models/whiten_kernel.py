@@ -163,8 +163,9 @@ def _pallas_whiten_gelu(x, kernel, bias, approximate: bool, block: int = BLOCK, 
   return y.reshape(images, height - k + 1, width - k + 1, features)
 
 
-def _forward_fn(approximate: bool, mesh, fast_tanh: bool):
-  if not pallas_support.kernels_available():
+def _forward_fn(approximate: bool, mesh, fast_tanh: bool, shape: tuple):
+  # A symbolic dimension (jax.export's batch 'b') cannot size the kernel's grid: XLA's form then.
+  if not pallas_support.kernels_available() or not all(isinstance(d, int) for d in shape):
     return functools.partial(whiten_gelu_reference, approximate=approximate)
   return pallas_support.per_batch_shard(
       functools.partial(_pallas_whiten_gelu, approximate=approximate, fast_tanh=fast_tanh), mesh,
@@ -173,11 +174,11 @@ def _forward_fn(approximate: bool, mesh, fast_tanh: bool):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def _whiten_gelu(x, kernel, bias, approximate, mesh, fast_tanh):
-  return _forward_fn(approximate, mesh, fast_tanh)(x, kernel, bias)
+  return _forward_fn(approximate, mesh, fast_tanh, x.shape)(x, kernel, bias)
 
 
 def _whiten_gelu_fwd(x, kernel, bias, approximate, mesh, fast_tanh):
-  return _forward_fn(approximate, mesh, fast_tanh)(x, kernel, bias), (x, kernel, bias)
+  return _forward_fn(approximate, mesh, fast_tanh, x.shape)(x, kernel, bias), (x, kernel, bias)
 
 
 def _whiten_gelu_bwd(approximate, mesh, fast_tanh, residuals, g):
@@ -202,7 +203,10 @@ def whiten_gelu(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, approximate
   runs the kernel on its own shard.
 
   fast_tanh (with approximate): the forward's tanh is the GPU's tanh.approx.f32 instruction, not the exact
-  form; XLA (TPU) and Pallas's interpreter (CPU) compute the exact form."""
+  form; XLA (TPU) and Pallas's interpreter (CPU) compute the exact form.
+
+  A shape with a symbolic dimension (a jax.export with a symbolic batch) is computed by XLA
+  (whiten_gelu_reference, the exact tanh), since the kernel's grid needs concrete sizes."""
   if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[0] != kernel.shape[1] or kernel.shape[2] != x.shape[-1]:
     raise ValueError(f'whiten_gelu: x {x.shape} (NHWC) and kernel {kernel.shape} (k, k, C, F) expected')
   k, _, channels, features = kernel.shape
