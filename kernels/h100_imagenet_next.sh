@@ -4,6 +4,7 @@
 #                                                #   autodiff BatchNorm vs --bn_impl=fused, batch 384/512
 #   bash kernels/h100_imagenet_next.sh profile   # 1 GPU, ~3 min: kernel-time breakdown of the fastest config
 #   bash kernels/h100_imagenet_next.sh errata    # 1 GPU, ~4 min: --cudnn_excluded_engines on ResNet-50's cold compile
+#   bash kernels/h100_imagenet_next.sh errata28  # 1 GPU, ~8 min: engines 28 and 22 kept out as well (ABBA)
 #   bash kernels/h100_imagenet_next.sh scaling   # on nvidia-h200-x2 / -x4 when lent: weak scaling of the
 #                                                #   fastest 1-GPU configuration (override with EXTRA, BATCH)
 #   bash kernels/h100_imagenet_next.sh serve_tree  # 1 GPU, ~4 min: the tree proof trained, then served image by image
@@ -34,7 +35,21 @@ train_tree() {  # the tree proof: cifar10_jpeg read as an ImageNet tree, ResNet-
     > $OUT/runs/tree_train.log 2>&1; tail -4 $OUT/runs/tree_train.log
 }
 
-case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|pinned_r50|sizes)} in
+# errata_side NAME ENGINES: one cold ResNet-50 process (the fastest configuration) with --cudnn_excluded_engines=ENGINES
+# and the autotuner's dump; prints compile seconds and img/s, and the dump's summary to $OUT/runs/autotune_NAME.txt.
+errata_side() {
+  XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/at_$1.txt /usr/bin/time -f 'process_wall %e' \
+    python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags \
+    --space_to_depth --stages=0:224:1024 --synthetic_train_examples=51200 --notensorboard --noexport_model \
+    --output_dir=$OUT/runs/errata_$1 --cudnn_excluded_engines=$2 > $OUT/runs/errata_$1.log 2>&1
+  python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], 'compile', \
+    round(s['compile_seconds'], 1), 'img/s', round(s['train_examples_per_second']), \
+    'wall', round(s['wall_seconds'], 1))" \
+    $OUT/runs/errata_$1/summary.json $1 || tail -5 $OUT/runs/errata_$1.log
+  python3 kernels/autotune_results.py /tmp/at_$1.txt > $OUT/runs/autotune_$1.txt
+}
+
+case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|pinned_r50|errata28|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -63,21 +78,23 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # The plain side ran first (the machine's first process). synthetic_resnet50.flags now sets the exclusion, so the
     # plain side clears it.
     mkdir -p $OUT/runs
-    for side in plain excluded; do
-      case $side in excluded*) X=--cudnn_excluded_engines=0,1,19,45;; *) X=--cudnn_excluded_engines=;; esac
-      XLA_FLAGS=--xla_gpu_dump_autotune_logs_to=/tmp/at_$side.txt /usr/bin/time -f 'process_wall %e' \
-        python3 -m dawnjax.experiments.imagenet --flagfile=experiments/imagenet/synthetic_resnet50.flags \
-        --space_to_depth --stages=0:224:1024 --synthetic_train_examples=51200 --notensorboard --noexport_model \
-        --output_dir=$OUT/runs/errata_$side $X > $OUT/runs/errata_$side.log 2>&1
-      python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], 'compile', \
-        round(s['compile_seconds'], 1), 'img/s', round(s['train_examples_per_second']), \
-        'wall', round(s['wall_seconds'], 1))" \
-        $OUT/runs/errata_$side/summary.json $side || tail -5 $OUT/runs/errata_$side.log
-      python3 kernels/autotune_results.py /tmp/at_$side.txt > $OUT/runs/autotune_$side.txt
-    done
+    errata_side plain ''
+    errata_side excluded 0,1,19,45
     grep -A12 'cuDNN engine' $OUT/runs/autotune_plain.txt
     python3 kernels/autotune_results.py /tmp/at_excluded.txt --compare /tmp/at_plain.txt | tail -8
     cd $OUT && tar czf errata_runs.tgz runs && rm -rf runs ;;
+  errata28)
+    # Seventeenth session: with engines 0,1,19,45 kept out, engine 28 held 26% of ResNet-50's remaining autotuning run
+    # time and engine 22 8%, neither winning any of the 87 convolutions (s15 dump). Predicted: compile -5..-12 s
+    # (67.7 s in s15), img/s and the winners unchanged. ABBA, one cold process each (~110 s).
+    mkdir -p $OUT/runs
+    errata_side four 0,1,19,45
+    errata_side six 0,1,19,45,28,22
+    errata_side six_b 0,1,19,45,28,22
+    errata_side four_b 0,1,19,45
+    grep -A8 'cuDNN engine' $OUT/runs/autotune_four.txt
+    python3 kernels/autotune_results.py /tmp/at_six.txt --compare /tmp/at_four.txt | tail -8
+    cd $OUT && tar czf errata28_runs.tgz runs && rm -rf runs ;;
   scaling)
     # Per-device batch 1024, space-to-depth stem, argmax stem pool, fused BatchNorm: 6,921 img/s on
     # one H100 (results/imagenet/h100_2026-11-23_s2d, call 7).
