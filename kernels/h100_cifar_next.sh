@@ -1027,6 +1027,8 @@ if [ "$part" = pinned23 ]; then
   # to pinned host memory ('host_pinned': a new pinned buffer per request; 'host_staged': one fixed staging buffer,
   # so the CUDA graph's input address never changes). Predicted: host_pinned ~0.30-0.35 ms, host_staged ~0.02 ms
   # below it; 0 predictions differ from 'host'. Each order once (mode order drifts), then the trace with host rows.
+  # Measured (call 1, results/cifar10_jpeg/h200_2026-12-02_s17_pinned): host_staged 0.2165, host_pinned 0.4418, host
+  # 0.7125, device 0.3026 ms; order_a failed in its export (the Pallas whitening kernel and a symbolic batch, fixed).
   R=/tmp/pinned23; train_served
   off="--throughput_batch=0 --bound_items=0"
   serve $OUT/pinned23 order_a --latency_modes=host,host_pinned,host_staged,device $off
@@ -1042,6 +1044,8 @@ if [ "$part" = staged24 ]; then
   # which runs XLA's whitening), then host_staged with a spinning wait against the blocking one (the trace's notice
   # was 142 us of a 337 us traced call). Predicted: 0 predictions differ native vs exported or the native ones
   # between modes; spin -0.02..-0.05 ms if the harness now agrees with the trace (session 13: it did not).
+  # Measured (call 3): host_staged 0.17-0.23 ms (exported 0.18), host 0.68-0.70; 6 of 10,000 native/exported
+  # predictions differ (exact vs approximate tanh); spin 0.2476 / 0.1857 vs block 0.1733 / 0.2234: no gain.
   R=/tmp/staged24; train_served
   off="--throughput_batch=0 --bound_items=0 --nowrite_exported"
   serve $OUT/staged24 order_a --latency_modes=host_staged,host,device --throughput_batch=0 --bound_items=0

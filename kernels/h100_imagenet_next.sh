@@ -87,6 +87,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # Seventeenth session: with engines 0,1,19,45 kept out, engine 28 held 26% of ResNet-50's remaining autotuning run
     # time and engine 22 8%, neither winning any of the 87 convolutions (s15 dump). Predicted: compile -5..-12 s
     # (67.7 s in s15), img/s and the winners unchanged. ABBA, one cold process each (~110 s).
+    # Measured: compile 63.6 / 67.9 -> 59.4 / 57.1 s, 8,180-8,194 img/s, winners changed only among near-ties.
     mkdir -p $OUT/runs
     errata_side four 0,1,19,45
     errata_side six 0,1,19,45,28,22
@@ -201,6 +202,8 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_
     # program that reads its image from and writes its labels to pinned host memory (staged: through one fixed
     # buffer, so the CUDA graph needs no update: 172 us of a traced call in session 16). Predicted: host_pinned
     # ~0.7-0.8 ms, host_staged ~0.15 ms below it; no prediction differs. Each mode order once, then the trace.
+    # Measured (results/imagenet/h200_2026-12-02_s17_pinned): host_staged 0.66-0.81, host_pinned 0.85-1.03, host
+    # 1.08-1.13, device 0.62-0.71 ms; the staged call does no graph update, its copies run outside the graph.
     mkdir -p $OUT/runs
     train_r50
     for order in host,host_pinned,host_staged,device device,host_staged,host_pinned,host; do
