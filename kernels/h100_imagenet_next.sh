@@ -13,7 +13,8 @@
 #                                                  #   tree proof's served accuracy
 #   bash kernels/h100_imagenet_next.sh fold_tree   # 1 GPU, ~4 min: the tree proof served plain/folded/plain/folded
 #   bash kernels/h100_imagenet_next.sh trace_r50   # 1 GPU, ~3 min: ResNet-50 batch-1 calls traced, kernels by time
-#   bash kernels/h100_imagenet_next.sh pinned_r50  # 1 GPU, ~4 min: ResNet-50 batch-1 requests through pinned host memory
+#   bash kernels/h100_imagenet_next.sh pinned_r50  # 1 GPU, ~4 min: ResNet-50 batch-1 requests through pinned host
+#                                                  #   memory
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -49,7 +50,7 @@ errata_side() {
   python3 kernels/autotune_results.py /tmp/at_$1.txt > $OUT/runs/autotune_$1.txt
 }
 
-case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata|scaling|serve_*|fold*|trace_r50|pinned_r50|errata28|sizes)} in
+case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve_*|fold*|trace_r50|pinned_r50|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)

@@ -8,11 +8,11 @@ Protocol (recorded with every result):
   * each item is timed alone and closed by a device synchronisation, so queued work never
     hides in the next item's time;
   * input modes (MODES): 'host' = the image starts in host memory and the label ends there (upload,
-    compute, download, the download requested at dispatch: a full classify request, the reported
-    DAWNBench latency); the 'host_*' variants make the same request through other runtime paths
-    (MEMORY: the pinned ones compile a program that reads its input from and writes its label to
-    pinned host memory itself); 'device' = the image is already on the device and the label stays
-    there (compute + dispatch only);
+    compute, download, the download requested at dispatch: a full classify request); the 'host_*'
+    variants make the same request through other runtime paths (MEMORY: the pinned ones compile a
+    program that reads its input from and writes its label to pinned host memory itself; the
+    default reported one, 'host_staged', through one fixed staging buffer); 'device' = the image is
+    already on the device and the label stays there (compute + dispatch only);
   * Python's garbage collector is paused during timed loops, as `timeit` does, so a collection
     does not land in some item's time;
   * the wait for the result: 'block' (the runtime's blocking wait) or 'spin' (the caller polls the
