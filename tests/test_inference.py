@@ -105,6 +105,21 @@ def test_pinned_modes_need_pinned_host_memory():
     benchmark.BenchConfig(modes=('host', 'host')).validate()
 
 
+def test_a_staging_buffer_whose_writes_do_not_reach_the_program_is_refused():
+  device = jax.devices()[0]
+  staging = latency.StagingBuffer((1, 4, 4, 3), np.uint8, device)  # its constructor's check passes here
+  image = np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3)
+  on_device = jax.sharding.SingleDeviceSharding(device)
+  np.testing.assert_array_equal(np.asarray(jax.device_put(staging.write(image), on_device)), image)
+
+  class Unreached(latency.StagingBuffer):
+    def write(self, item):  # as if the pointer led somewhere the program does not read
+      return self.array
+
+  with pytest.raises(RuntimeError, match='did not reach the device'):
+    Unreached((1, 4, 4, 3), np.uint8, device)
+
+
 def test_a_spinning_wait_polls_readiness_until_the_result_is_computed():
   class Pending:
     polls = 0
