@@ -36,6 +36,15 @@ train_tree() {  # the tree proof: cifar10_jpeg read as an ImageNet tree, ResNet-
     > $OUT/runs/tree_train.log 2>&1; tail -4 $OUT/runs/tree_train.log
 }
 
+# serve_tree_row NAME FLAGS...: the trained tree proof ($OUT/runs/tree) served with the sixteenth session's folding
+# protocol (host and device input, no artifact) into $OUT/runs/NAME; prints its rows and served accuracy.
+serve_tree_row() {
+  local name=$1; shift
+  python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
+    --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/$name --target=0 --nowrite_exported \
+    --latency_modes=host,device "$@" > $OUT/runs/$name.log 2>&1
+  echo "== $name"; grep -v '^[IW]1' $OUT/runs/$name.log | grep -E '^native|per item|served accuracy' | cut -c1-150
+}
 # errata_side NAME ENGINES: one cold ResNet-50 process (the fastest configuration) with --cudnn_excluded_engines=ENGINES
 # and the autotuner's dump; prints compile seconds and img/s, and the dump's summary to $OUT/runs/autotune_NAME.txt.
 errata_side() {
@@ -158,12 +167,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve
       fi
     done
     train_tree
-    for F in --nofold_batchnorm --fold_batchnorm; do
-      python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
-        --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree$F --target=0 --nowrite_exported \
-        --latency_modes=host,device --bound_items=0 $F > $OUT/runs/tree$F.log 2>&1
-      echo "== tree $F"; grep -v '^[IW]1' $OUT/runs/tree$F.log | grep -E '^native|served accuracy'
-    done
+    for F in --nofold_batchnorm --fold_batchnorm; do serve_tree_row tree$F $F --bound_items=0; done
     rm -rf $OUT/runs/r50/model $OUT/runs/tree/model
     cd $OUT && tar czf fold_runs.tgz runs && rm -rf runs ;;
   fold_tree)
@@ -173,11 +177,7 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve
     train_tree
     for row in plain1 folded1 plain2 folded2; do
       case $row in folded*) F=--fold_batchnorm;; *) F=--nofold_batchnorm;; esac
-      python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/tree \
-        --data_dir=.data/cifar10-jpeg.tar.gz --output_dir=$OUT/runs/tree_$row --target=0 --nowrite_exported \
-        --latency_modes=host,device $F > $OUT/runs/tree_$row.log 2>&1
-      echo "== tree $row"
-      grep -v '^[IW]1' $OUT/runs/tree_$row.log | grep -E '^native|per item|served accuracy' | cut -c1-150
+      serve_tree_row tree_$row $F
     done
     rm -rf $OUT/runs/tree/model
     cd $OUT && tar czf fold_tree_runs.tgz runs && rm -rf runs ;;

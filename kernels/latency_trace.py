@@ -165,19 +165,18 @@ def main(argv):
   items = [jax.device_put(images[i:i + 1], dev) for i in range(n)]
   jax.block_until_ready(items)
   variables = jax.device_put(variables, dev)
-  compile_ = lambda memory: latency.compile_for(fn, variables, 1, item_shape, np.uint8, dev, 'constants', memory)[0]
-  served, served_pinned = compile_('device'), compile_('pinned_host')
+  served_in = latency.BatchOnePrograms(fn, variables, item_shape, np.uint8, dev, 'constants')
+  served_device = served_in('device')
   noop = jax.jit(lambda x: x + 1).lower(items[0]).compile()
 
-  served_call = lambda i: served(None, items[i]).block_until_ready()
-  spin_call = lambda i: latency.wait_for(served(None, items[i]), 'spin')
+  served_call = lambda i: served_device(None, items[i]).block_until_ready()
+  spin_call = lambda i: latency.wait_for(served_device(None, items[i]), 'spin')
   calls = {'noop': lambda i: noop(items[i]).block_until_ready(), 'served': served_call, 'readback': served_call,
            'noop_spin': lambda i: latency.wait_for(noop(items[i]), 'spin'), 'served_spin': spin_call,
            'readback_spin': spin_call}
   # Whole requests, image in host memory to label in host memory, as the benchmark's host modes make them.
   for mode in FLAGS.host_modes:
-    exe = served_pinned if latency.MEMORY[mode] == 'pinned_host' else served
-    calls[mode] = latency.request(exe, None, images, dev, mode)
+    calls[mode] = latency.request(served_in(latency.MEMORY[mode]), None, images, dev, mode)
   # Untraced: each row twice, in order and then in reverse, so that drift over the run hits both ends alike.
   untraced = {name: [] for name in calls}
   for name in list(calls) + list(reversed(calls)):
