@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1054,6 +1054,27 @@ if [ "$part" = staged24 ]; then
   serve $OUT/staged24 spin1 --latency_modes=host_staged,device --latency_wait=spin $off
   serve $OUT/staged24 spin2 --latency_modes=host_staged,device --latency_wait=spin $off
   serve $OUT/staged24 block2 --latency_modes=host_staged,device $off
+fi
+if [ "$part" = graph25 ]; then
+  # Eighteenth session (issue 6): host_staged (0.17-0.23 ms on H200s) still runs the image and label copies outside
+  # the CUDA graph (XLA's host-offload copies: ~50 us of device span for 56 us of kernels), and the host learns of
+  # the result through the runtime's completion callback (~40-50 us even for a no-op). host_graph makes both copies
+  # steps of the program (XLA FFI calls recorded into its graph) and, with --latency_wait=spin, polls the label's
+  # sequence word in pinned host memory instead of the runtime. Predicted: host_graph (block) -0.02..-0.05 ms below
+  # host_staged; with spin another -0.03..-0.05 (0.10-0.14 ms); 0 predictions differ from host_staged. The HLO dump
+  # shows whether XLA put the two copy calls into the command buffer.
+  R=/tmp/graph25; train_served
+  off="--throughput_batch=0 --bound_items=0 --nowrite_exported"
+  XLA_FLAGS="--xla_dump_to=/tmp/dump25 --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*graph_io_program.*" \
+    serve $OUT/graph25 order_a --latency_modes=host_graph,host_staged,device --throughput_batch=0 --bound_items=0
+  ls /tmp/dump25 | head -3; tar -czf $OUT/graph25/hlo.tar.gz -C /tmp/dump25 . 2>/dev/null
+  serve $OUT/graph25 order_b --latency_modes=device,host_staged,host_graph $off
+  serve $OUT/graph25 spin_a --latency_modes=host_graph,host_staged,device --latency_wait=spin $off
+  serve $OUT/graph25 spin_b --latency_modes=device,host_staged,host_graph --latency_wait=spin $off
+  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
+    --warmup=300 --top=24 --host_modes=host_staged,host_graph --trace_dir=/tmp/lt25 --json=$OUT/graph25/trace.json \
+    > $OUT/graph25/trace.log 2>&1
+  grep -v '^[IW]1' $OUT/graph25/trace.log | head -14
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

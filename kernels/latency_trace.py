@@ -21,7 +21,9 @@ then reversed) for the 'untraced' column:
   *_spin     the same, waiting by polling the result's readiness (latency.wait_for(..., 'spin'))
   host*      whole requests as the benchmark's host modes make them (--host_modes; latency.request):
              'host' uploads, calls and downloads; 'host_pinned' one program reading and writing pinned
-             host memory; 'host_staged' the same through one fixed staging buffer
+             host memory; 'host_staged' the same through one fixed staging buffer; 'host_graph' with
+             the program's own copy steps in its CUDA graph (host_graph_spin: the host polls the
+             label's sequence word instead of the runtime's wait)
 
 The served function is the CIFAR-10 recipe's (--flagfile) with fresh weights (latency does not depend on
 their values), or with --checkpoint a trained image model's as the benchmark serves it (ImageNet: top-5,
@@ -57,9 +59,9 @@ def define_flags() -> None:
   flags.DEFINE_string('json', None, 'Write the figures here too.')
   flags.DEFINE_string('checkpoint', None, 'Serve this trained image model (a training --output_dir or its '
                       'model/) instead of the CIFAR-10 recipe with fresh weights.')
-  flags.DEFINE_list('host_modes', ['host', 'host_pinned', 'host_staged'], "Also trace whole requests made "
-                    "as the benchmark's --latency_modes of these names make them (image in host memory to label "
-                    "in host memory).")
+  flags.DEFINE_list('host_modes', ['host', 'host_pinned', 'host_staged', 'host_graph'], 'Also trace whole '
+                    "requests made as the benchmark's --latency_modes of these names make them (image in host "
+                    "memory to label in host memory); host_graph also with --latency_wait=spin.")
   flags.DEFINE_bool('fold_batchnorm', True, 'With --checkpoint: fold BatchNorms where the task can (as the '
                     'inference benchmark does by default).')
 
@@ -176,7 +178,9 @@ def main(argv):
            'readback_spin': spin_call}
   # Whole requests, image in host memory to label in host memory, as the benchmark's host modes make them.
   for mode in FLAGS.host_modes:
-    calls[mode] = latency.request(served_in(latency.MEMORY[mode]), None, images, dev, mode)
+    calls[mode] = latency.request(served_in(latency.PROGRAM[mode]), None, images, dev, mode)
+    if mode == 'host_graph':
+      calls[f'{mode}_spin'] = latency.request(served_in(latency.PROGRAM[mode]), None, images, dev, mode, 'spin')
   # Untraced: each row twice, in order and then in reverse, so that drift over the run hits both ends alike.
   untraced = {name: [] for name in calls}
   for name in list(calls) + list(reversed(calls)):

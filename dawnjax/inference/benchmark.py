@@ -55,7 +55,7 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
 
   reference = None
   for mode in config.modes:
-    run = latency.time_items(batch_1(latency.MEMORY[mode]), variables, images, device, mode=mode,
+    run = latency.time_items(batch_1(latency.PROGRAM[mode]), variables, images, device, mode=mode,
                              warmup=config.warmup, wait=config.wait)
     if reference is None:
       reference = run.predictions

@@ -9,15 +9,18 @@ Protocol (recorded with every result):
     hides in the next item's time;
   * input modes (MODES): 'host' = the image starts in host memory and the label ends there (upload,
     compute, download, the download requested at dispatch: a full classify request); the 'host_*'
-    variants make the same request through other runtime paths (MEMORY: the pinned ones compile a
+    variants make the same request through other runtime paths (PROGRAM: the pinned ones compile a
     program that reads its input from and writes its label to pinned host memory itself; the
-    default reported one, 'host_staged', through one fixed staging buffer); 'device' = the image is
-    already on the device and the label stays there (compute + dispatch only);
+    default reported one, 'host_staged', through one fixed staging buffer; 'host_graph' through
+    two fixed pinned buffers that the program's own copy steps, inside its CUDA graph, read and
+    write: graph_io.py); 'device' = the image is already on the device and the label stays there
+    (compute + dispatch only);
   * Python's garbage collector is paused during timed loops, as `timeit` does, so a collection
     does not land in some item's time;
   * the wait for the result: 'block' (the runtime's blocking wait) or 'spin' (the caller polls the
     result's readiness, as a latency-bound server busy-polls, instead of sleeping until the runtime's
-    completion callback wakes it).
+    completion callback wakes it; in 'host_graph' it polls the result's sequence word in host memory,
+    without the runtime).
 Predictions come from the same pass, so the accuracy reported beside a latency is the served
 model's on exactly those calls.
 """
@@ -45,6 +48,12 @@ DESCRIPTIONS = {
     # update between calls, and there is no per-request put.
     'host_staged': "host image copied into one fixed pinned host buffer (a server's staging buffer); one program "
                    'moves it to the device, classifies and writes the label to pinned host memory',
+    # As host_staged, but the program's own copy steps (XLA FFI calls) move the image in and the label out, so
+    # they run inside its CUDA graph; a sequence word copied after the label says it has arrived.
+    'host_graph': 'host image and a sequence number copied into one fixed pinned host buffer; one program copies '
+                  'them to the device, classifies, and copies the label, then the sequence number, to a fixed '
+                  'pinned host buffer (copy steps inside its CUDA graph); with --latency_wait=spin the host polls '
+                  'that sequence number',
     'device': 'image already on device, label left on device'}
 MODES = tuple(DESCRIPTIONS)
 # The first is reported. 'host_staged' is a full request (image in host memory -> label in host memory)
@@ -52,9 +61,10 @@ MODES = tuple(DESCRIPTIONS)
 # ResNet-50 0.66-0.81 against 1.08-1.13 and 0.62-0.71 (results/*/h200_2026-12-02_s17_pinned).
 DEFAULT_MODES = ('host_staged', 'host', 'device')
 WAITS = ('block', 'spin')
-# The memory a mode's compiled program takes its input from and leaves its output in.
-MEMORY = {'host': 'device', 'host_direct': 'device', 'host_pinned': 'pinned_host', 'host_staged': 'pinned_host',
-          'device': 'device'}
+# The batch-1 program a mode's requests run (BatchOnePrograms): one whose input and output are in 'device' or
+# 'pinned_host' memory (compile_for), or 'graph_io' (graph_io.GraphIOProgram, its buffers in pinned_host memory).
+PROGRAM = {'host': 'device', 'host_direct': 'device', 'host_pinned': 'pinned_host', 'host_staged': 'pinned_host',
+           'host_graph': 'graph_io', 'device': 'device'}
 
 def wait_for(out, wait: str):
   """`out` once the device has computed it: the runtime's blocking wait, or polling its readiness
@@ -110,7 +120,7 @@ def io_sharding(device, memory: str = 'device') -> jax.sharding.SingleDeviceShar
   kinds = sorted(m.kind for m in device.addressable_memories())
   if memory not in kinds:
     from dawnjax.errors import ConfigError
-    modes = ', '.join(m for m in MODES if MEMORY[m] == memory)
+    modes = ', '.join(m for m in MODES if PROGRAM[m] != 'device')
     raise ConfigError(f'{device.device_kind} has no {memory} memory (only {", ".join(kinds)}): the modes {modes} '
                       f'need it; pass --latency_modes without them')
   return jax.sharding.SingleDeviceSharding(device, memory_kind=memory)
@@ -141,21 +151,29 @@ def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_
 
 
 class BatchOnePrograms:
-  """The served function's batch-1 executable for each memory its requests' inputs live in (MEMORY),
-  each compiled (compile_for) when first asked for; compile_seconds names them 'batch_1' (device
-  memory) and 'batch_1_<memory>'."""
+  """The served function's batch-1 program of each kind a mode runs (PROGRAM), each compiled when first
+  asked for; compile_seconds names them 'batch_1' (device memory) and 'batch_1_<kind>'."""
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
                weights: str = 'arguments'):
-    self._compile = lambda memory: compile_for(fn, variables, 1, item_shape, item_dtype, device, weights, memory)
-    self._executables: dict[str, Callable[[Any, Any], Any]] = {}
+    def compile_kind(kind):
+      if kind != 'graph_io':
+        return compile_for(fn, variables, 1, item_shape, item_dtype, device, weights, kind)
+      from dawnjax.inference import graph_io
+      start = time.perf_counter()
+      program = graph_io.GraphIOProgram(fn, variables, item_shape, item_dtype, device,
+                                        resolve_weights(weights, variables), io_sharding(device, 'pinned_host'))
+      return program, time.perf_counter() - start
+
+    self._compile = compile_kind
+    self._programs: dict[str, Any] = {}
     self.compile_seconds: dict[str, float] = {}
 
-  def __call__(self, memory: str = 'device') -> Callable[[Any, Any], Any]:
-    if memory not in self._executables:
-      self._executables[memory], seconds = self._compile(memory)
-      self.compile_seconds['batch_1' if memory == 'device' else f'batch_1_{memory}'] = seconds
-    return self._executables[memory]
+  def __call__(self, kind: str = 'device'):
+    if kind not in self._programs:
+      self._programs[kind], seconds = self._compile(kind)
+      self.compile_seconds['batch_1' if kind == 'device' else f'batch_1_{kind}'] = seconds
+    return self._programs[kind]
 
 
 class StagingBuffer:
@@ -214,8 +232,8 @@ def request(classify, variables, images: np.ndarray, device, mode: str, wait: st
   """one(i): serves item i of `images` in `mode`, as one request, and returns its result once computed
   (in host memory, except in 'device' mode).
 
-  `classify` is a compiled batch-1 function whose input and output live in MEMORY[mode] (see
-  compile_for), and `variables` already live on `device`. Any set-up a mode needs (device-resident
+  `classify` is the batch-1 program of kind PROGRAM[mode] (BatchOnePrograms), and `variables`
+  already live on `device`. Any set-up a mode needs (device-resident
   items, the staging buffer) is done here, before any timing.
   """
   if mode not in MODES:
@@ -230,12 +248,14 @@ def request(classify, variables, images: np.ndarray, device, mode: str, wait: st
     jax.block_until_ready(items)
     return lambda i: wait_for(classify(variables, items[i]), wait)
   if mode == 'host_pinned':
-    pinned = io_sharding(device, MEMORY[mode])
+    pinned = io_sharding(device, PROGRAM[mode])
     # The label is in pinned host memory once the program is done: no copy to request.
     return lambda i: np.asarray(wait_for(classify(variables, jax.device_put(images[i:i + 1], pinned)), wait))
   if mode == 'host_staged':
-    staging = StagingBuffer((1, *images.shape[1:]), images.dtype, device, MEMORY[mode])
+    staging = StagingBuffer((1, *images.shape[1:]), images.dtype, device, PROGRAM[mode])
     return lambda i: np.asarray(wait_for(classify(variables, staging.write(images[i:i + 1])), wait))
+  if mode == 'host_graph':
+    return lambda i: classify.serve(variables, images[i:i + 1], wait)
   if mode == 'host_direct':
     return lambda i: read_back(classify(variables, images[i:i + 1]), wait)
   # Upload, compute and download: np.asarray waits for the result.

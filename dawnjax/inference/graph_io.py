@@ -1,0 +1,197 @@
+"""A batch-1 request whose copies are steps of the served program: mode 'host_graph'.
+
+The image is written into one fixed pinned host buffer; the program's first step copies it to the device and
+its last copies the result, then a sequence word, to a second fixed pinned host buffer. Both copies are XLA FFI
+calls (graph_io.cc) that XLA records into the CUDA graph it launches for the program, where JAX's own
+host-offload copies (mode 'host_staged') run as async copies outside the graph. The host learns that the result
+is there either from the runtime ('block') or by polling the sequence word in host memory ('spin'), the way a
+latency-bound server polls a completion flag instead of sleeping until the runtime's callback wakes it.
+
+The handlers are C++ against the FFI headers that ship with jaxlib, built on first use with the machine's C++
+compiler (`$CXX`, else `c++`) into a cache keyed by the source, the headers and the compiler, and registered
+for the CPU (plain memcpy, which the tests use) and CUDA GPUs (the CUDA driver's async copies).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dawnjax.errors import ConfigError
+
+SOURCE = Path(__file__).with_name('graph_io.cc')
+COPY_IN, COPY_OUT = 'dawnjax_copy_in', 'dawnjax_copy_out'
+# The handlers' symbols in the built library, per JAX platform name.
+SYMBOLS = {'cpu': ('DawnjaxCopyInCpu', 'DawnjaxCopyOutCpu'), 'cuda': ('DawnjaxCopyInCuda', 'DawnjaxCopyOutCuda')}
+SEQ = np.dtype(np.uint32)  # the sequence word, first in the input buffer and last in the result buffer
+
+
+def default_cache_dir() -> Path:
+  return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'dawnjax' / 'ffi'
+
+
+def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path:
+  """The handlers' shared library, built unless the cache holds one for this source, these headers and this
+  compiler. A missing or failing compiler is a ConfigError naming it."""
+  cxx = cxx or os.environ.get('CXX') or 'c++'
+  compiler = shutil.which(cxx)
+  if compiler is None:
+    raise ConfigError(f'--latency_modes=host_graph builds XLA FFI handlers with a C++ compiler: {cxx!r} was not '
+                      f'found (set $CXX, or leave host_graph out)')
+  include = Path(jax.ffi.include_dir())
+  key = hashlib.sha256(SOURCE.read_bytes())
+  for header in sorted((include / 'xla' / 'ffi' / 'api').glob('*.h')):
+    key.update(header.read_bytes())
+  version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
+  key.update(f'{compiler}\n{version}'.encode())
+  cache_dir = Path(cache_dir or default_cache_dir())
+  library = cache_dir / f'graph_io-{key.hexdigest()[:16]}.so'
+  if library.exists():
+    return library
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  fd, partial = tempfile.mkstemp(dir=cache_dir, suffix='.so.partial')
+  os.close(fd)
+  command = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC', '-isystem', str(include), str(SOURCE), '-o', partial,
+             '-ldl']
+  built = subprocess.run(command, capture_output=True, text=True)
+  if built.returncode:
+    os.unlink(partial)
+    first = next((line for line in built.stderr.splitlines() if 'error' in line), built.stderr.strip()[:200])
+    raise ConfigError(f'--latency_modes=host_graph: building {SOURCE.name} with {cxx} failed: {first}')
+  os.replace(partial, library)  # atomic: a concurrent build leaves one whole library
+  return library
+
+
+def platform_of(device) -> str:
+  """The handlers' platform for `device` ('cpu' or 'cuda'); a ConfigError elsewhere."""
+  if device.platform == 'cpu':
+    return 'cpu'
+  if device.platform == 'gpu' and 'cuda' in device.client.platform_version.lower():
+    return 'cuda'
+  raise ConfigError(f'--latency_modes=host_graph runs on CPUs and CUDA GPUs, not {device.device_kind}; '
+                    f'leave it out')
+
+
+_registered: set[str] = set()  # the FFI registry is per process, so this record of it is too
+
+
+def register(platform: str, cache_dir: Path | None = None) -> None:
+  """Builds (or finds) the library and registers its handlers for `platform`, once per process."""
+  if platform in _registered:
+    return
+  library = ctypes.cdll.LoadLibrary(str(build_library(cache_dir)))
+  for target, symbol in zip((COPY_IN, COPY_OUT), SYMBOLS[platform]):
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform='CUDA' if platform == 'cuda' else platform)
+  _registered.add(platform)
+
+
+class PinnedBytes:
+  """`nbytes` of pinned host memory owned by a JAX array that JAX never reads or writes again: the host and the
+  program's FFI copies use it through its address."""
+
+  def __init__(self, nbytes: int, sharding: jax.sharding.Sharding):
+    self.array = jax.device_put(np.zeros(nbytes, np.uint8), sharding)
+    self.array.block_until_ready()
+    self.address = self.array.unsafe_buffer_pointer()
+    self.view = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(self.address), np.uint8)
+
+  def typed(self, offset: int, dtype, shape) -> np.ndarray:
+    """A view of `shape` elements of `dtype` starting `offset` bytes in."""
+    count = math.prod(shape)
+    return self.view[offset:offset + count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+
+def _from_bytes(raw, dtype: np.dtype, shape):
+  if dtype.itemsize == 1:
+    return jax.lax.bitcast_convert_type(raw, dtype).reshape(shape)
+  return jax.lax.bitcast_convert_type(raw.reshape(-1, dtype.itemsize), dtype).reshape(shape)
+
+
+def _to_bytes(x):
+  if x.dtype == jnp.bool_:
+    x = x.astype(jnp.uint8)
+  return jax.lax.bitcast_convert_type(x, jnp.uint8).reshape(-1)
+
+
+class GraphIOProgram:
+  """The served function's batch-1 program for mode 'host_graph', with its two pinned buffers.
+
+  `serve(item, wait)` makes one request: writes the item and a new sequence number into the input buffer, runs
+  the program, waits for the sequence number to come back with the result (see the module's docstring) and
+  returns a copy of the result. Calls must not overlap: the buffers are the program's, one request at a time."""
+
+  def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
+               weights: str, pinned: jax.sharding.Sharding):
+    register(platform_of(device))
+    item_dtype = np.dtype(item_dtype)
+    item_shape = (1, *item_shape)
+    spec = jax.ShapeDtypeStruct(item_shape, item_dtype)
+    result = jax.eval_shape(fn, variables, spec)
+    if not isinstance(result, jax.ShapeDtypeStruct):
+      raise ConfigError('--latency_modes=host_graph serves functions that return one array')
+    item_bytes = math.prod(item_shape) * item_dtype.itemsize
+    result_bytes = math.prod(result.shape) * np.dtype(result.dtype).itemsize
+    pad = -result_bytes % SEQ.itemsize  # the sequence word aligned
+    self.input = PinnedBytes(SEQ.itemsize + item_bytes, pinned)
+    self.output = PinnedBytes(result_bytes + pad + SEQ.itemsize, pinned)
+    self._item = self.input.typed(SEQ.itemsize, item_dtype, item_shape)
+    self._sent = self.input.typed(0, SEQ, ())
+    self._result = self.output.typed(0, result.dtype, result.shape)
+    self._seen = ctypes.c_uint32.from_address(self.output.address + result_bytes + pad)
+    self._seq = 0
+    copy_in = jax.ffi.ffi_call(COPY_IN, jax.ShapeDtypeStruct((self.input.view.size,), np.uint8))
+    src, dst, tail = (np.int64(v) for v in (self.input.address, self.output.address, SEQ.itemsize))
+
+    def program(v, token):
+      raw = copy_in(src=src)
+      y = fn(v, _from_bytes(raw[SEQ.itemsize:], item_dtype, item_shape))
+      body = jnp.concatenate([_to_bytes(y), jnp.zeros(pad, jnp.uint8), raw[:SEQ.itemsize]])
+      # The token is the program's only output, aliased to its donated input: the same buffer every call, so
+      # XLA's command buffers see no new address (a new output address per call makes them update).
+      copy_out = jax.ffi.ffi_call(COPY_OUT, jax.ShapeDtypeStruct(token.shape, token.dtype),
+                                  input_output_aliases={1: 0})
+      return copy_out(body, token, dst=dst, tail=tail)
+
+    on_device = jax.sharding.SingleDeviceSharding(device)
+    self._token = jax.device_put(np.zeros(1, np.int32), on_device)
+    if weights == 'constants':
+      def graph_io_program(token):
+        return program(variables, token)
+      compiled = jax.jit(graph_io_program, donate_argnums=0).lower(self._token).compile()
+      self._run = lambda _variables, token: compiled(token)
+    else:
+      program.__name__ = 'graph_io_program'
+      self._run = jax.jit(program, donate_argnums=1).lower(variables, self._token).compile()
+
+  def serve(self, variables, item: np.ndarray, wait: str = 'block') -> np.ndarray:
+    self._seq = self._seq % 0xFFFFFFFF + 1  # never 0, the buffer's initial value
+    np.copyto(self._item, item)
+    self._sent[...] = self._seq
+    self._token = self._run(variables, self._token)
+    if wait == 'spin':
+      self._poll()
+    else:
+      self._token.block_until_ready()
+      if self._seen.value != self._seq:
+        raise RuntimeError(f'host_graph: request {self._seq} finished but its result did not reach host memory')
+    return self._result.copy()
+
+  def _poll(self, check_every: int = 1024):
+    spins = 0
+    while self._seen.value != self._seq:
+      spins += 1
+      # The runtime is asked now and then, so a failed program (which never writes the word) raises here.
+      if spins % check_every == 0 and self._token.is_ready() and self._seen.value != self._seq:
+        self._token.block_until_ready()
+        raise RuntimeError(f'host_graph: request {self._seq} finished but its result did not reach host memory')
