@@ -15,6 +15,8 @@
 #   bash kernels/h100_imagenet_next.sh trace_r50   # 1 GPU, ~3 min: ResNet-50 batch-1 calls traced, kernels by time
 #   bash kernels/h100_imagenet_next.sh pinned_r50  # 1 GPU, ~4 min: ResNet-50 batch-1 requests through pinned host
 #                                                  #   memory
+#   bash kernels/h100_imagenet_next.sh graph_r50   # 1 GPU, ~6 min: ResNet-50 batch-1 requests with the copies inside
+#                                                  #   the program's CUDA graph (host_graph), each wait
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -59,7 +61,7 @@ errata_side() {
   python3 kernels/autotune_results.py /tmp/at_$1.txt > $OUT/runs/autotune_$1.txt
 }
 
-case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve_*|fold*|trace_r50|pinned_r50|sizes)} in
+case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve_*|fold*|trace_r50|pinned_r50|graph_r50|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -220,6 +222,33 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve
     grep -v '^[IW]1' $OUT/runs/trace_pinned.log | head -14
     rm -rf $OUT/runs/r50/model
     cd $OUT && tar czf pinned_r50_runs.tgz runs && rm -rf runs ;;
+  graph_r50)
+    # Eighteenth session (issue 6): CIFAR-10's host_graph request (the image and label copies as FFI steps inside
+    # the program's CUDA graph; spin = the host polls the label's sequence word) took 0.095-0.097 ms against
+    # host_staged 0.176 (call 1 of results/cifar10_jpeg/h200_2026-12-02_s18_graph). On ResNet-50 (host_staged
+    # 0.66-0.81 ms, its device span 523 us for 334 us of kernels), predicted: host_graph spin 0.10-0.25 ms below
+    # host_staged; no prediction differs. Each mode order with each wait, then the trace; the HLO shows whether the
+    # copy calls are inside the command buffer.
+    mkdir -p $OUT/runs
+    train_r50
+    for wait in spin block; do
+      for order in host_graph,host_staged,device device,host_staged,host_graph; do
+        name=r50_${wait}_$(echo $order | cut -c1-6)
+        dump=""; [ $name = r50_spin_host_g ] && dump="--xla_dump_to=/tmp/dump_r50 --xla_dump_hlo_as_text \
+--xla_dump_hlo_module_re=.*graph_io_program.*"
+        XLA_FLAGS="$dump" python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/r50 \
+          --test_subset=2000 --throughput_batch=0 --bound_items=0 --nowrite_exported --latency_modes=$order \
+          --latency_wait=$wait --output_dir=$OUT/runs/$name --target=0 > $OUT/runs/$name.log 2>&1
+        echo "== $wait $order"; grep -v '^[IW]1' $OUT/runs/$name.log | grep -E '^native|per item' | cut -c1-150
+      done
+    done
+    gzip -c $(ls /tmp/dump_r50/*graph_io_program*after_optimizations.txt | head -1) > $OUT/runs/graph_io_r50_hlo.txt.gz
+    XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py \
+      --checkpoint=$OUT/runs/r50 --calls=300 --warmup=300 --top=25 --host_modes=host_staged,host_graph \
+      --trace_dir=/tmp/lt_graph --json=$OUT/runs/trace_graph.json > $OUT/runs/trace_graph.log 2>&1
+    grep -v '^[IW]1' $OUT/runs/trace_graph.log | head -14
+    rm -rf $OUT/runs/r50/model $OUT/runs/r50*/tensorboard
+    cd $OUT && tar czf graph_r50_runs.tgz runs && rm -rf runs ;;
   sizes)
     # The projection (kernels/imagenet_bench.py part c) scales the measured 224 px rate by (224/size)^2 for the
     # progressive-resizing recipes' 128 and 288 px stages. Measured here in one process per size, the fastest

@@ -63,23 +63,25 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
   images = learnable_data(n_train=64, n_test=12).test_images
   device = jax.devices()[0]
   variables = jax.device_put(variables, device)
-  compiled = {}
-  for memory in ('device', 'pinned_host'):
-    compiled[memory], seconds = latency.compile_for(classify, variables, 1, images.shape[1:], images.dtype, device,
-                                                    memory=memory)
-    assert seconds > 0
+  programs = latency.BatchOnePrograms(classify, variables, images.shape[1:], images.dtype, device)
   warmup = 3
   for wait, mode in itertools.product(latency.WAITS, latency.MODES):
     shapes, addresses, now = [], [], [0]
-    call = compiled[latency.MEMORY[mode]]
+    program = programs(latency.PROGRAM[mode])
+
+    def record(x):
+      shapes.append(tuple(x.shape))
+      now[0] += 1000 if len(shapes) <= warmup else 1  # warm-up calls "take" 1000 ms, timed ones 1 ms
 
     def recording(v, x):
-      shapes.append(tuple(x.shape))
-      if latency.MEMORY[mode] == 'pinned_host':  # the program itself reads the image from pinned host memory
+      record(x)
+      if latency.PROGRAM[mode] == 'pinned_host':  # the program itself reads the image from pinned host memory
         assert x.sharding.memory_kind == 'pinned_host'
         addresses.append(x.unsafe_buffer_pointer())
-      now[0] += 1000 if len(shapes) <= warmup else 1  # warm-up calls "take" 1000 ms, timed ones 1 ms
-      return call(v, x)
+      return program(v, x)
+
+    if mode == 'host_graph':  # the request goes through the program's own buffers
+      recording = type('Recording', (), {'serve': lambda self, v, x, w: record(x) or program.serve(v, x, w)})()
 
     run = latency.time_items(recording, variables, images, device, mode=mode, warmup=warmup, wait=wait,
                              clock=lambda: now[0] * 1_000_000)
@@ -90,6 +92,7 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
     np.testing.assert_array_equal(run.predictions, np.asarray(jax.jit(classify)(variables, images)))
     if mode == 'host_staged':  # one staging buffer: every request's image at the same address
       assert len(set(addresses)) == 1
+  assert set(programs.compile_seconds) == {'batch_1', 'batch_1_pinned_host', 'batch_1_graph_io'}
 
 
 def test_pinned_modes_need_pinned_host_memory():
@@ -99,7 +102,7 @@ def test_pinned_modes_need_pinned_host_memory():
     def addressable_memories(self):
       return []
 
-  with pytest.raises(ConfigError, match='no pinned_host memory.*host_pinned, host_staged'):
+  with pytest.raises(ConfigError, match='no pinned_host memory.*host_pinned, host_staged, host_graph'):
     latency.io_sharding(NoHostMemory(), 'pinned_host')
   with pytest.raises(ConfigError, match='each once'):
     benchmark.BenchConfig(modes=('host', 'host')).validate()
@@ -118,6 +121,49 @@ def test_a_staging_buffer_whose_writes_do_not_reach_the_program_is_refused():
 
   with pytest.raises(RuntimeError, match='did not reach the device'):
     Unreached((1, 4, 4, 3), np.uint8, device)
+
+
+def test_host_graph_copies_are_steps_of_the_program_and_round_trip_any_dtype():
+  from dawnjax.inference import graph_io
+  device = jax.devices()[0]
+  rng = np.random.default_rng(0)
+  items = rng.normal(size=(5, 2, 3)).astype(np.float32)  # 4-byte items; an int16 result of 6 bytes (padded)
+  variables = {'w': np.float32(3.0)}
+  fn = lambda v, x: jnp.round(x[:, 0] * v['w'] * 100).astype(jnp.int16)
+  for weights in ('constants', 'arguments'):
+    program = graph_io.GraphIOProgram(fn, variables, (2, 3), np.float32, device, weights,
+                                      latency.io_sharding(device, 'pinned_host'))
+    text = program._run.as_text() if weights == 'arguments' else None
+    if text is not None:  # the copies are custom calls inside the program, not copies the runtime adds
+      assert 'dawnjax_copy_in' in text and 'dawnjax_copy_out' in text
+    addresses = (program.input.address, program.output.address)
+    for wait in latency.WAITS:
+      served = np.stack([program.serve(variables, items[i:i + 1], wait) for i in range(len(items))])
+      np.testing.assert_array_equal(served[:, 0], np.asarray(jax.jit(fn)(variables, items)))
+    assert (program.input.address, program.output.address) == addresses
+    assert program._seen.value == 2 * len(items)  # the sequence word came back with every request
+
+
+def test_host_graph_fails_in_one_line_where_it_cannot_run_or_its_result_never_arrives(tmp_path):
+  import ctypes
+  from dawnjax.inference import graph_io
+  with pytest.raises(ConfigError, match='not found'):
+    graph_io.build_library(tmp_path, cxx='no-such-compiler-here')
+  with pytest.raises(ConfigError, match='failed'):
+    graph_io.build_library(tmp_path, cxx='false')
+  tpu = type('Tpu', (), {'platform': 'tpu', 'device_kind': 'TPU v5 lite'})()
+  with pytest.raises(ConfigError, match='CPUs and CUDA GPUs, not TPU v5 lite'):
+    graph_io.platform_of(tpu)
+
+  device = jax.devices()[0]
+  program = graph_io.GraphIOProgram(lambda v, x: x.sum(axis=(1, 2)), None, (2, 2), np.int32, device, 'constants',
+                                    latency.io_sharding(device, 'pinned_host'))
+  item = np.ones((1, 2, 2), np.int32)
+  assert program.serve(None, item, 'spin').tolist() == [4]
+  program._seen = ctypes.c_uint32(0)  # as if the copy out wrote somewhere the host does not look
+  for wait in latency.WAITS:
+    with pytest.raises(RuntimeError, match='did not reach host memory'):
+      program.serve(None, item, wait)
 
 
 def test_a_spinning_wait_polls_readiness_until_the_result_is_computed():
