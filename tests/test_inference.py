@@ -108,6 +108,24 @@ def test_pinned_modes_need_pinned_host_memory():
     benchmark.BenchConfig(modes=('host', 'host')).validate()
 
 
+def test_default_modes_leave_out_what_the_device_cannot_run(monkeypatch):
+  from dawnjax.inference import graph_io
+
+  class NoHostMemory:
+    device_kind = 'an accelerator without host memory spaces'
+
+    def addressable_memories(self):
+      return []
+
+  modes, left_out = latency.default_modes(NoHostMemory())
+  assert modes == ('host', 'device') and len(left_out) == 1 and 'no pinned_host memory' in left_out[0]
+  assert latency.default_modes(jax.devices()[0]) == (latency.DEFAULT_MODES, [])
+  monkeypatch.setenv('CXX', 'no-such-compiler-here')
+  modes, left_out = latency.default_modes(jax.devices()[0])
+  assert modes == ('host_staged', 'host', 'device') and "'no-such-compiler-here' was not found" in left_out[0]
+  assert graph_io.unavailable(type('Tpu', (), {'platform': 'tpu', 'device_kind': 'TPU v4'})()) is not None
+
+
 def test_a_staging_buffer_whose_writes_do_not_reach_the_program_is_refused():
   device = jax.devices()[0]
   staging = latency.StagingBuffer((1, 4, 4, 3), np.uint8, device)  # its constructor's check passes here
@@ -219,8 +237,8 @@ def test_benchmark_reports_every_mode_and_throughput():
   bounds = result['bounds']
   assert bounds['items'] == 12 and isinstance(bounds['host_dispatch_bound'], bool)
   assert all(bounds[f'{k}_ms_per_item'] > 0 for k in ('synchronised', 'pipelined', 'in_program'))
-  assert tuple(result['modes']) == latency.DEFAULT_MODES == ('host_staged', 'host', 'device')
-  assert set(result['compile_seconds']) == {'batch_1', 'batch_1_pinned_host', 'batch_8'}
+  assert tuple(result['modes']) == latency.DEFAULT_MODES == ('host_graph', 'host_staged', 'host', 'device')
+  assert set(result['compile_seconds']) == {'batch_1', 'batch_1_graph_io', 'batch_1_pinned_host', 'batch_8'}
   for mode in result['modes'].values():
     assert mode['n'] == 20 and mode['warmup'] == {**mode['warmup'], 'calls': 2, 'excluded': True}
     assert mode['predictions_differ_from_first_mode'] == 0 and 0 <= mode['accuracy'] <= 100
@@ -303,9 +321,10 @@ def test_inference_cli_native_and_exported(trained_run):
   assert all(path['weights'] == 'constants' for path in s['paths'].values())
   assert s['protocol']['xla_flags'].endswith('--xla_gpu_enable_command_buffer=+CONVOLUTION')
   assert set(s['paths']) == {'native', 'exported'} and s['reported'] == {
-      'path': 'exported', 'mode': 'host_staged', 'statistic': 'mean over the test set'}
-  assert list(s['protocol']['modes']) == ['host_staged', 'host', 'device']
-  assert 'staging buffer' in s['protocol']['modes']['host_staged']
+      'path': 'exported', 'mode': 'host_graph', 'statistic': 'mean over the test set'}
+  assert list(s['protocol']['modes']) == ['host_graph', 'host_staged', 'host', 'device']
+  assert 'sequence number' in s['protocol']['modes']['host_graph'] and 'polls' in s['protocol']['wait']
+  assert s['protocol']['default_modes_left_out'] == []
   for path in s['paths'].values():
     for mode in path['modes'].values():
       assert mode['n'] == N_TEST and mode['warmup']['calls'] == 5 and mode['warmup']['excluded']

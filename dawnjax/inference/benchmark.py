@@ -14,19 +14,19 @@ from dawnjax.inference import latency
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
   warmup: int = 100  # batch-1 calls before each timed pass, excluded from the statistics
-  modes: tuple[str, ...] = latency.DEFAULT_MODES  # the first is the reported DAWNBench latency
+  modes: tuple[str, ...] = ()  # the first is the reported DAWNBench latency; () = latency.default_modes(device)
   throughput_batch: int = 1024  # 0 skips the throughput measurement
   throughput_passes: int = 3
   bound_items: int = 1000  # items of the what-bounds-latency breakdown (latency.time_bounds); 0 skips
   weights: str = 'auto'  # latency.WEIGHTS: compiled into the executables, passed per call, or by size
-  wait: str = 'block'  # latency.WAITS: how a timed call waits for its result
+  wait: str = latency.DEFAULT_WAIT  # latency.WAITS: how a timed call waits for its result
 
   def validate(self) -> None:
     from dawnjax.errors import ConfigError
     if self.warmup < 0 or self.throughput_batch < 0 or self.throughput_passes < 1 or self.bound_items < 0:
       raise ConfigError('--warmup, --throughput_batch and --bound_items must be >= 0, --throughput_passes >= 1')
     bad = [m for m in self.modes if m not in latency.MODES]
-    if bad or not self.modes or len(set(self.modes)) != len(self.modes):
+    if bad or len(set(self.modes)) != len(self.modes):
       raise ConfigError(f'--latency_modes={",".join(self.modes)}: expected some of {latency.MODES}, each once')
     if self.weights not in latency.WEIGHTS:
       raise ConfigError(f'--weights={self.weights}: expected one of {", ".join(latency.WEIGHTS)}')
@@ -54,7 +54,7 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
   result: dict[str, Any] = {'compile_seconds': batch_1.compile_seconds, 'weights': weights, 'modes': {}}
 
   reference = None
-  for mode in config.modes:
+  for mode in config.modes or latency.default_modes(device)[0]:
     run = latency.time_items(batch_1(latency.PROGRAM[mode]), variables, images, device, mode=mode,
                              warmup=config.warmup, wait=config.wait)
     if reference is None:

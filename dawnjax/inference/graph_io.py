@@ -82,6 +82,18 @@ def platform_of(device) -> str:
                     f'leave it out')
 
 
+def unavailable(device) -> str | None:
+  """Why host_graph cannot run on `device` (no handlers for its platform, no C++ compiler), or None."""
+  try:
+    platform_of(device)
+  except ConfigError as err:
+    return str(err)
+  cxx = os.environ.get('CXX') or 'c++'
+  if shutil.which(cxx) is None:
+    return f'host_graph needs a C++ compiler to build its XLA FFI handlers: {cxx!r} was not found (set $CXX)'
+  return None
+
+
 _registered: set[str] = set()  # the FFI registry is per process, so this record of it is too
 
 

@@ -56,15 +56,36 @@ DESCRIPTIONS = {
                   'that sequence number',
     'device': 'image already on device, label left on device'}
 MODES = tuple(DESCRIPTIONS)
-# The first is reported. 'host_staged' is a full request (image in host memory -> label in host memory)
-# made the cheapest way measured: on an H200, CIFAR-10 0.22 ms against 'host' 0.71 and 'device' 0.30;
-# ResNet-50 0.66-0.81 against 1.08-1.13 and 0.62-0.71 (results/*/h200_2026-12-02_s17_pinned).
-DEFAULT_MODES = ('host_staged', 'host', 'device')
+# The first is reported: a full request (image in host memory -> label in host memory) made the cheapest way
+# measured. On an H200, polling ('spin'), CIFAR-10: host_graph 0.095-0.097 ms, host_staged 0.176, device 0.25-0.27;
+# ResNet-50: 0.43-0.48, 0.55-0.67, 0.61-0.64 (results/*/h200_2026-12-02_s18_graph). default_modes leaves out
+# what a device cannot run.
+DEFAULT_MODES = ('host_graph', 'host_staged', 'host', 'device')
 WAITS = ('block', 'spin')
+# host_graph's request completes when its sequence word lands in host memory; polling it is what makes the mode
+# fast (CIFAR-10 on an H200: 0.095-0.097 ms against 0.163-0.192 with the runtime's blocking wait). The other modes
+# measured alike either way (sessions 13, 17 and 18).
+DEFAULT_WAIT = 'spin'
 # The batch-1 program a mode's requests run (BatchOnePrograms): one whose input and output are in 'device' or
 # 'pinned_host' memory (compile_for), or 'graph_io' (graph_io.GraphIOProgram, its buffers in pinned_host memory).
 PROGRAM = {'host': 'device', 'host_direct': 'device', 'host_pinned': 'pinned_host', 'host_staged': 'pinned_host',
            'host_graph': 'graph_io', 'device': 'device'}
+
+def default_modes(device) -> tuple[tuple[str, ...], list[str]]:
+  """DEFAULT_MODES less those `device` cannot run, and why each was left out."""
+  from dawnjax.errors import ConfigError
+  from dawnjax.inference import graph_io
+  modes, left_out = list(DEFAULT_MODES), []
+  try:
+    io_sharding(device, 'pinned_host')
+  except ConfigError as err:
+    left_out.append(str(err))
+    modes = [m for m in modes if PROGRAM[m] == 'device']
+  if 'host_graph' in modes and (reason := graph_io.unavailable(device)):
+    left_out.append(reason)
+    modes.remove('host_graph')
+  return tuple(modes), left_out
+
 
 def wait_for(out, wait: str):
   """`out` once the device has computed it: the runtime's blocking wait, or polling its readiness
