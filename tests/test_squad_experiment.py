@@ -75,14 +75,14 @@ def test_inference_cli_times_questions_and_scores_f1(trained_run, tmp_path):
   rc, stdout, stderr = run_module(
       ['dawnjax.experiments.inference', '--task=squad', f'--checkpoint={out}',
        f'--output_dir={tmp_path}', '--warmup=2', '--throughput_batch=8', '--throughput_passes=1',
-       '--latency_modes=host_staged,host'])
+       '--latency_modes=host_graph,host_staged,host'])
   # Synthetic data never qualifies, but the files are written; the F1 is below the recorded 1.0.
   assert rc == 2 and 'served accuracy' in stderr, stderr[-3000:]
   summary = json.loads((tmp_path / 'inference_summary.json').read_text())
   trained_f1 = json.loads((out / 'summary.json').read_text())['per_seed'][0]['final']['f1Score']
   assert summary['accuracy_field'] == 'f1Score'
   assert summary['accuracy'] == pytest.approx(trained_f1)  # the served model is the trained one
-  for mode in ('host_staged', 'host'):  # token windows through the staging buffer too: the same spans
+  for mode in ('host_graph', 'host_staged', 'host'):  # token windows through the pinned buffers too: the same spans
     assert summary['paths']['exported']['modes'][mode]['n'] == 12  # one latency per question
     assert summary['paths']['exported']['modes'][mode]['predictions_differ_from_first_mode'] == 0
   assert summary['protocol']['count'] >= 12 and 'question' in summary['protocol']['latency_unit']
