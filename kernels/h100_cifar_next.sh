@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1086,6 +1086,22 @@ if [ "$part" = default26 ]; then
   serve $OUT/default26 run_a --latency_modes=  # empty: the defaults (serve's own list would override them)
   serve $OUT/default26 run_b --latency_modes= --nowrite_exported
   bash kernels/h100_imagenet_next.sh serve_tree | tail -14
+fi
+if [ "$part" = graph27 ]; then
+  # Eighteenth session, after default26 (host_graph polled 0.107-0.128 ms there, 0.095-0.097 in graph25 on another
+  # machine): a third machine's sample of the defaults in both mode orders, the weights passed as arguments (the
+  # program's token is then its second argument; BERT-size models take this path), and the trace with its JSON (call
+  # 2's did not come back). Predicted: host_graph 0.09-0.13 ms; arguments ~+0.03-0.05 ms (the 27-leaf pytree per
+  # call, session 8); 0 predictions differ.
+  R=/tmp/graph27; train_served
+  off="--throughput_batch=0 --bound_items=0 --nowrite_exported"
+  serve $OUT/graph27 run_a --latency_modes= $off
+  serve $OUT/graph27 run_b --latency_modes=device,host,host_staged,host_graph $off
+  serve $OUT/graph27 args --latency_modes=host_graph,host_staged,device --weights=arguments $off
+  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
+    --warmup=300 --top=24 --host_modes=host_staged,host_graph --trace_dir=/tmp/lt27 --json=$OUT/graph27/trace.json \
+    > $OUT/graph27/trace.log 2>&1
+  grep -v '^[IW]1' $OUT/graph27/trace.log | head -14
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

@@ -92,7 +92,8 @@ def test_latency_protocol_batch1_every_item_warmup_excluded():
     np.testing.assert_array_equal(run.predictions, np.asarray(jax.jit(classify)(variables, images)))
     if mode == 'host_staged':  # one staging buffer: every request's image at the same address
       assert len(set(addresses)) == 1
-  assert set(programs.compile_seconds) == {'batch_1', 'batch_1_pinned_host', 'batch_1_graph_io'}
+  # graph_io_handlers: where this process built or loaded the FFI handlers (the first host_graph program does)
+  assert set(programs.compile_seconds) - {'graph_io_handlers'} == {'batch_1', 'batch_1_pinned_host', 'batch_1_graph_io'}
 
 
 def test_pinned_modes_need_pinned_host_memory():
@@ -238,7 +239,8 @@ def test_benchmark_reports_every_mode_and_throughput():
   assert bounds['items'] == 12 and isinstance(bounds['host_dispatch_bound'], bool)
   assert all(bounds[f'{k}_ms_per_item'] > 0 for k in ('synchronised', 'pipelined', 'in_program'))
   assert tuple(result['modes']) == latency.DEFAULT_MODES == ('host_graph', 'host_staged', 'host', 'device')
-  assert set(result['compile_seconds']) == {'batch_1', 'batch_1_graph_io', 'batch_1_pinned_host', 'batch_8'}
+  assert set(result['compile_seconds']) - {'graph_io_handlers'} == {'batch_1', 'batch_1_graph_io',
+                                                                    'batch_1_pinned_host', 'batch_8'}
   for mode in result['modes'].values():
     assert mode['n'] == 20 and mode['warmup'] == {**mode['warmup'], 'calls': 2, 'excluded': True}
     assert mode['predictions_differ_from_first_mode'] == 0 and 0 <= mode['accuracy'] <= 100

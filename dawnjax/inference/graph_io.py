@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,15 +98,18 @@ def unavailable(device) -> str | None:
 _registered: set[str] = set()  # the FFI registry is per process, so this record of it is too
 
 
-def register(platform: str, cache_dir: Path | None = None) -> None:
-  """Builds (or finds) the library and registers its handlers for `platform`, once per process."""
+def register(platform: str, cache_dir: Path | None = None) -> float:
+  """Builds (or finds) the library and registers its handlers for `platform`, once per process; returns the
+  seconds this call spent doing so."""
   if platform in _registered:
-    return
+    return 0.0
+  start = time.perf_counter()
   library = ctypes.cdll.LoadLibrary(str(build_library(cache_dir)))
   for target, symbol in zip((COPY_IN, COPY_OUT), SYMBOLS[platform]):
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                 platform='CUDA' if platform == 'cuda' else platform)
   _registered.add(platform)
+  return time.perf_counter() - start
 
 
 class PinnedBytes:
@@ -145,7 +149,7 @@ class GraphIOProgram:
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
                weights: str, pinned: jax.sharding.Sharding):
-    register(platform_of(device))
+    self.build_seconds = register(platform_of(device))  # the handlers built (or found) and registered
     item_dtype = np.dtype(item_dtype)
     item_shape = (1, *item_shape)
     spec = jax.ShapeDtypeStruct(item_shape, item_dtype)

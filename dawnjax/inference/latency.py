@@ -173,7 +173,8 @@ def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_
 
 class BatchOnePrograms:
   """The served function's batch-1 program of each kind a mode runs (PROGRAM), each compiled when first
-  asked for; compile_seconds names them 'batch_1' (device memory) and 'batch_1_<kind>'."""
+  asked for; compile_seconds names them 'batch_1' (device memory) and 'batch_1_<kind>', and the build of
+  graph_io's FFI handlers, where this process did it, 'graph_io_handlers'."""
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
                weights: str = 'arguments'):
@@ -184,7 +185,9 @@ class BatchOnePrograms:
       start = time.perf_counter()
       program = graph_io.GraphIOProgram(fn, variables, item_shape, item_dtype, device,
                                         resolve_weights(weights, variables), io_sharding(device, 'pinned_host'))
-      return program, time.perf_counter() - start
+      if program.build_seconds:
+        self.compile_seconds['graph_io_handlers'] = program.build_seconds
+      return program, time.perf_counter() - start - program.build_seconds
 
     self._compile = compile_kind
     self._programs: dict[str, Any] = {}
