@@ -54,8 +54,8 @@ flags.DEFINE_list('latency_modes', [],
                   "request), 'host' (jax.device_put upload + compute + label download, three runtime "
                   "operations) or 'host_direct' (the numpy item handed to the compiled call). 'device': input "
                   "already on device, label left there. Default: host_graph,host_staged,host,device less what "
-                  'the device cannot run (the summary says why). On an H200, CIFAR-10, polling: host_graph '
-                  '0.095-0.097 ms, host_staged 0.176, device 0.25-0.27 '
+                  'the device cannot run (the summary says why). On H200s, CIFAR-10, polling: host_graph '
+                  '0.095-0.128 ms, host_staged 0.17-0.31, device 0.23-0.47 '
                   '(results/cifar10_jpeg/h200_2026-12-02_s18_graph).')
 flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput measurement (0: skip).')
 flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
@@ -65,7 +65,7 @@ flags.DEFINE_enum('latency_wait', 'spin', ['block', 'spin'],
                   "How a timed call waits for its result: 'spin' (polling, as a latency-bound server busy-polls: "
                   "host_graph polls its sequence word in host memory, the other modes the result's readiness) or "
                   "'block' (the runtime's blocking wait, woken by its completion callback; host_graph 0.163-0.192 "
-                  'ms instead of 0.095-0.097 on CIFAR-10, the other modes alike either way; '
+                  'ms instead of 0.095-0.097 on CIFAR-10 on one H200, the other modes alike either way; '
                   'kernels/latency_trace.py splits a call into launch, device and notice times).')
 flags.DEFINE_enum('weights', 'auto', ['auto', 'constants', 'arguments'],
                   "'constants': the weights are compiled into the executable and a call passes the input "

@@ -57,13 +57,13 @@ DESCRIPTIONS = {
     'device': 'image already on device, label left on device'}
 MODES = tuple(DESCRIPTIONS)
 # The first is reported: a full request (image in host memory -> label in host memory) made the cheapest way
-# measured. On an H200, polling ('spin'), CIFAR-10: host_graph 0.095-0.097 ms, host_staged 0.176, device 0.25-0.27;
-# ResNet-50: 0.43-0.48, 0.55-0.67, 0.61-0.64 (results/*/h200_2026-12-02_s18_graph). default_modes leaves out
+# measured. On H200s, polling ('spin'), CIFAR-10: host_graph 0.095-0.128 ms, host_staged 0.17-0.31, device 0.23-0.47
+# (seven runs, three machines); ResNet-50: 0.43-0.48, 0.55-0.67, 0.61-0.64 (results/*/h200_2026-12-02_s18_graph). default_modes leaves out
 # what a device cannot run.
 DEFAULT_MODES = ('host_graph', 'host_staged', 'host', 'device')
 WAITS = ('block', 'spin')
 # host_graph's request completes when its sequence word lands in host memory; polling it is what makes the mode
-# fast (CIFAR-10 on an H200: 0.095-0.097 ms against 0.163-0.192 with the runtime's blocking wait). The other modes
+# fast (CIFAR-10 on one H200: 0.095-0.097 ms against 0.163-0.192 with the runtime's blocking wait). The other modes
 # measured alike either way (sessions 13, 17 and 18).
 DEFAULT_WAIT = 'spin'
 # The batch-1 program a mode's requests run (BatchOnePrograms): one whose input and output are in 'device' or
