@@ -94,13 +94,16 @@ ffi::Error CopyOutCuda(void* stream, int64_t dst, int64_t tail, ffi::AnyBuffer r
   char* to = reinterpret_cast<char*>(dst);
   const uint64_t from = reinterpret_cast<uint64_t>(result.untyped_data());
   if (int rc = cuda.dtoh(to, from, bytes - tail, stream)) return Failed("cuMemcpyDtoHAsync", rc);
-  if (int rc = cuda.dtoh(to + bytes - tail, from + bytes - tail, tail, stream)) return Failed("cuMemcpyDtoHAsync", rc);
+  if (int rc = cuda.dtoh(to + bytes - tail, from + bytes - tail, tail, stream)) {
+    return Failed("cuMemcpyDtoHAsync", rc);
+  }
   return ffi::Error::Success();
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DawnjaxCopyInCpu, CopyInCpu, ffi::Ffi::Bind().Attr<int64_t>("src").Ret<ffi::AnyBuffer>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DawnjaxCopyInCpu, CopyInCpu,
+                              ffi::Ffi::Bind().Attr<int64_t>("src").Ret<ffi::AnyBuffer>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(DawnjaxCopyOutCpu, CopyOutCpu,
                               ffi::Ffi::Bind()

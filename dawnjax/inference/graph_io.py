@@ -14,6 +14,7 @@ for the CPU (plain memcpy, which the tests use) and CUDA GPUs (the CUDA driver's
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dawnjax.errors import ConfigError
+from dawnjax.inference.latency import PinnedArray
 
 SOURCE = Path(__file__).with_name('graph_io.cc')
 COPY_IN, COPY_OUT = 'dawnjax_copy_in', 'dawnjax_copy_out'
@@ -41,10 +43,14 @@ def default_cache_dir() -> Path:
   return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'dawnjax' / 'ffi'
 
 
+def compiler_name(cxx: str | None = None) -> str:
+  return cxx or os.environ.get('CXX') or 'c++'
+
+
 def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path:
   """The handlers' shared library, built unless the cache holds one for this source, these headers and this
   compiler. A missing or failing compiler is a ConfigError naming it."""
-  cxx = cxx or os.environ.get('CXX') or 'c++'
+  cxx = compiler_name(cxx)
   compiler = shutil.which(cxx)
   if compiler is None:
     raise ConfigError(f'--latency_modes=host_graph builds XLA FFI handlers with a C++ compiler: {cxx!r} was not '
@@ -89,7 +95,7 @@ def unavailable(device) -> str | None:
     platform_of(device)
   except ConfigError as err:
     return str(err)
-  cxx = os.environ.get('CXX') or 'c++'
+  cxx = compiler_name()
   if shutil.which(cxx) is None:
     return f'host_graph needs a C++ compiler to build its XLA FFI handlers: {cxx!r} was not found (set $CXX)'
   return None
@@ -110,22 +116,6 @@ def register(platform: str, cache_dir: Path | None = None) -> float:
                                 platform='CUDA' if platform == 'cuda' else platform)
   _registered.add(platform)
   return time.perf_counter() - start
-
-
-class PinnedBytes:
-  """`nbytes` of pinned host memory owned by a JAX array that JAX never reads or writes again: the host and the
-  program's FFI copies use it through its address."""
-
-  def __init__(self, nbytes: int, sharding: jax.sharding.Sharding):
-    self.array = jax.device_put(np.zeros(nbytes, np.uint8), sharding)
-    self.array.block_until_ready()
-    self.address = self.array.unsafe_buffer_pointer()
-    self.view = np.frombuffer((ctypes.c_uint8 * nbytes).from_address(self.address), np.uint8)
-
-  def typed(self, offset: int, dtype, shape) -> np.ndarray:
-    """A view of `shape` elements of `dtype` starting `offset` bytes in."""
-    count = math.prod(shape)
-    return self.view[offset:offset + count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
 
 
 def _from_bytes(raw, dtype: np.dtype, shape):
@@ -159,17 +149,17 @@ class GraphIOProgram:
     item_bytes = math.prod(item_shape) * item_dtype.itemsize
     result_bytes = math.prod(result.shape) * np.dtype(result.dtype).itemsize
     pad = -result_bytes % SEQ.itemsize  # the sequence word aligned
-    self.input = PinnedBytes(SEQ.itemsize + item_bytes, pinned)
-    self.output = PinnedBytes(result_bytes + pad + SEQ.itemsize, pinned)
+    self.input = PinnedArray(SEQ.itemsize + item_bytes, np.uint8, pinned)  # JAX never reads or writes them again
+    self.output = PinnedArray(result_bytes + pad + SEQ.itemsize, np.uint8, pinned)
     self._item = self.input.typed(SEQ.itemsize, item_dtype, item_shape)
     self._sent = self.input.typed(0, SEQ, ())
     self._result = self.output.typed(0, result.dtype, result.shape)
     self._seen = ctypes.c_uint32.from_address(self.output.address + result_bytes + pad)
     self._seq = 0
-    copy_in = jax.ffi.ffi_call(COPY_IN, jax.ShapeDtypeStruct((self.input.view.size,), np.uint8))
+    copy_in = jax.ffi.ffi_call(COPY_IN, jax.ShapeDtypeStruct((self.input.bytes.size,), np.uint8))
     src, dst, tail = (np.int64(v) for v in (self.input.address, self.output.address, SEQ.itemsize))
 
-    def program(v, token):
+    def graph_io_program(v, token):
       raw = copy_in(src=src)
       y = fn(v, _from_bytes(raw[SEQ.itemsize:], item_dtype, item_shape))
       body = jnp.concatenate([_to_bytes(y), jnp.zeros(pad, jnp.uint8), raw[:SEQ.itemsize]])
@@ -181,14 +171,11 @@ class GraphIOProgram:
 
     on_device = jax.sharding.SingleDeviceSharding(device)
     self._token = jax.device_put(np.zeros(1, np.int32), on_device)
-    if weights == 'constants':
-      def graph_io_program(token):
-        return program(variables, token)
-      compiled = jax.jit(graph_io_program, donate_argnums=0).lower(self._token).compile()
+    if weights == 'constants':  # bound by partial: compiled into the program
+      compiled = jax.jit(functools.partial(graph_io_program, variables), donate_argnums=0).lower(self._token).compile()
       self._run = lambda _variables, token: compiled(token)
     else:
-      program.__name__ = 'graph_io_program'
-      self._run = jax.jit(program, donate_argnums=1).lower(variables, self._token).compile()
+      self._run = jax.jit(graph_io_program, donate_argnums=1).lower(variables, self._token).compile()
 
   def serve(self, variables, item: np.ndarray, wait: str = 'block') -> np.ndarray:
     self._seq = self._seq % 0xFFFFFFFF + 1  # never 0, the buffer's initial value

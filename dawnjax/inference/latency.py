@@ -10,8 +10,8 @@ Protocol (recorded with every result):
   * input modes (MODES): 'host' = the image starts in host memory and the label ends there (upload,
     compute, download, the download requested at dispatch: a full classify request); the 'host_*'
     variants make the same request through other runtime paths (PROGRAM: the pinned ones compile a
-    program that reads its input from and writes its label to pinned host memory itself; the
-    default reported one, 'host_staged', through one fixed staging buffer; 'host_graph' through
+    program that reads its input from and writes its label to pinned host memory itself;
+    'host_staged' through one fixed staging buffer; the default reported one, 'host_graph', through
     two fixed pinned buffers that the program's own copy steps, inside its CUDA graph, read and
     write: graph_io.py); 'device' = the image is already on the device and the label stays there
     (compute + dispatch only);
@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import gc
+import math
 import time
 from typing import Any, Callable
 
@@ -70,6 +71,7 @@ DEFAULT_WAIT = 'spin'
 # 'pinned_host' memory (compile_for), or 'graph_io' (graph_io.GraphIOProgram, its buffers in pinned_host memory).
 PROGRAM = {'host': 'device', 'host_direct': 'device', 'host_pinned': 'pinned_host', 'host_staged': 'pinned_host',
            'host_graph': 'graph_io', 'device': 'device'}
+
 
 def default_modes(device) -> tuple[tuple[str, ...], list[str]]:
   """DEFAULT_MODES less those `device` cannot run, and why each was left out."""
@@ -200,21 +202,34 @@ class BatchOnePrograms:
     return self._programs[kind]
 
 
+class PinnedArray:
+  """A JAX array in host memory (pinned, with sharding=io_sharding(device, 'pinned_host')) used through its
+  address: the host reads and writes it through numpy views, programs take the array or the address.
+
+  A jax.Array is immutable to JAX, so writing its bytes is sound only while no program reads them (each
+  request's result is waited for before the next request is written) and JAX never reads the array back
+  (it would cache a host copy)."""
+
+  def __init__(self, shape, dtype, sharding: jax.sharding.Sharding):
+    self.array = jax.device_put(np.zeros(shape, dtype), sharding)
+    self.array.block_until_ready()
+    self.address = self.array.unsafe_buffer_pointer()
+    self.bytes = np.frombuffer((ctypes.c_uint8 * self.array.nbytes).from_address(self.address), np.uint8)
+
+  def typed(self, offset: int, dtype, shape) -> np.ndarray:
+    """A view of `shape` elements of `dtype` starting `offset` bytes in."""
+    count = math.prod(shape)
+    return self.bytes[offset:offset + count * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+
+
 class StagingBuffer:
   """One pinned host buffer a server copies each request into: the same array, at the same address,
-  is every call's input.
-
-  A jax.Array is immutable to JAX, so the bytes are written through its raw pointer. That is sound
-  here only because each call's result is waited for before the next request is written (the
-  program has finished reading the buffer), and the array is never read back by JAX (which would
-  cache a host copy). The constructor checks that a program sees what is written."""
+  is every call's input (PinnedArray says when writing it is sound). The constructor checks that a
+  program sees what is written."""
 
   def __init__(self, shape, dtype, device, memory: str = 'pinned_host'):
-    self.array = jax.device_put(np.zeros(shape, dtype), io_sharding(device, memory))
-    self.array.block_until_ready()
-    nbytes = self.array.nbytes
-    raw = (ctypes.c_uint8 * nbytes).from_address(self.array.unsafe_buffer_pointer())
-    self._view = np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape)
+    pinned = PinnedArray(shape, dtype, io_sharding(device, memory))
+    self.array, self._view = pinned.array, pinned.typed(0, dtype, shape)
     pattern = (np.arange(self._view.size) % 251 + 1).astype(dtype).reshape(shape)
     self.write(pattern)
     seen = np.asarray(jax.device_put(self.array, jax.sharding.SingleDeviceSharding(device)))
