@@ -109,7 +109,7 @@ def test_pinned_modes_need_pinned_host_memory():
     benchmark.BenchConfig(modes=('host', 'host')).validate()
 
 
-def test_default_modes_leave_out_what_the_device_cannot_run(monkeypatch):
+def test_default_modes_leave_out_what_the_device_cannot_run(monkeypatch, tmp_path):
   from dawnjax.inference import graph_io
 
   class NoHostMemory:
@@ -124,6 +124,9 @@ def test_default_modes_leave_out_what_the_device_cannot_run(monkeypatch):
   monkeypatch.setenv('CXX', 'no-such-compiler-here')
   modes, left_out = latency.default_modes(jax.devices()[0])
   assert modes == ('host_staged', 'host', 'device') and "'no-such-compiler-here' was not found" in left_out[0]
+  monkeypatch.setenv('CXX', 'false')  # a compiler that fails: the build is tried, and host_graph left out
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+  assert 'failed' in latency.default_modes(jax.devices()[0])[1][0]
   assert graph_io.unavailable(type('Tpu', (), {'platform': 'tpu', 'device_kind': 'TPU v4'})()) is not None
 
 

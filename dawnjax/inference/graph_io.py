@@ -43,14 +43,10 @@ def default_cache_dir() -> Path:
   return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'dawnjax' / 'ffi'
 
 
-def compiler_name(cxx: str | None = None) -> str:
-  return cxx or os.environ.get('CXX') or 'c++'
-
-
 def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path:
   """The handlers' shared library, built unless the cache holds one for this source, these headers and this
   compiler. A missing or failing compiler is a ConfigError naming it."""
-  cxx = compiler_name(cxx)
+  cxx = cxx or os.environ.get('CXX') or 'c++'
   compiler = shutil.which(cxx)
   if compiler is None:
     raise ConfigError(f'--latency_modes=host_graph builds XLA FFI handlers with a C++ compiler: {cxx!r} was not '
@@ -73,7 +69,8 @@ def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path
   built = subprocess.run(command, capture_output=True, text=True)
   if built.returncode:
     os.unlink(partial)
-    first = next((line for line in built.stderr.splitlines() if 'error' in line), built.stderr.strip()[:200])
+    first = next((line for line in built.stderr.splitlines() if 'error' in line),
+                 built.stderr.strip()[:200] or f'exit status {built.returncode}')
     raise ConfigError(f'--latency_modes=host_graph: building {SOURCE.name} with {cxx} failed: {first}')
   os.replace(partial, library)  # atomic: a concurrent build leaves one whole library
   return library
@@ -89,15 +86,14 @@ def platform_of(device) -> str:
                     f'leave it out')
 
 
-def unavailable(device) -> str | None:
-  """Why host_graph cannot run on `device` (no handlers for its platform, no C++ compiler), or None."""
+def unavailable(device, cache_dir: Path | None = None) -> str | None:
+  """Why host_graph cannot run on `device` (no handlers for its platform; no C++ compiler, or a failed build,
+  which this tries), or None."""
   try:
     platform_of(device)
+    build_library(cache_dir)
   except ConfigError as err:
     return str(err)
-  cxx = compiler_name()
-  if shutil.which(cxx) is None:
-    return f'host_graph needs a C++ compiler to build its XLA FFI handlers: {cxx!r} was not found (set $CXX)'
   return None
 
 
