@@ -175,8 +175,9 @@ def compile_for(fn: Callable[[Any, Any], Any], variables: Any, batch: int, item_
 
 class BatchOnePrograms:
   """The served function's batch-1 program of each kind a mode runs (PROGRAM), each compiled when first
-  asked for; compile_seconds names them 'batch_1' (device memory) and 'batch_1_<kind>', and the build of
-  graph_io's FFI handlers, where this process did it, 'graph_io_handlers'."""
+  asked for; compile_seconds names them 'batch_1' (device memory) and 'batch_1_<kind>', and 'graph_io_handlers'
+  the first graph_io program's build (unless cached, or default_modes built them) and registration of its FFI
+  handlers."""
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
                weights: str = 'arguments'):
