@@ -129,9 +129,10 @@ def _to_bytes(x):
 class GraphIOProgram:
   """The served function's batch-1 program for mode 'host_graph', with its two pinned buffers.
 
-  `serve(variables, item, wait)` makes one request (variables are ignored where the weights are compiled in): writes the item and a new sequence number into the input buffer, runs
-  the program, waits for the sequence number to come back with the result (see the module's docstring) and
-  returns a copy of the result. Calls must not overlap: the buffers are the program's, one request at a time."""
+  `serve(variables, item, wait)` makes one request (`variables` are ignored where the weights are compiled in):
+  writes the item and a new sequence number into the input buffer, runs the program, waits for the sequence
+  number to come back with the result (see the module's docstring) and returns a copy of the result. Calls must
+  not overlap: the buffers are the program's, one request at a time."""
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
                weights: str, pinned: jax.sharding.Sharding):
