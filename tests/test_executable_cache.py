@@ -80,6 +80,20 @@ def test_whatever_changes_the_programs_changes_the_key(monkeypatch):
   assert executable_cache.cache_key(base.program_fingerprint(epoch_evals=False)) != key
 
 
+def test_an_upload_left_running_while_the_programs_compile_keys_compiles_and_trains_the_same():
+  plain = workload()
+  plain.load_data()
+  over = Cifar10Workload(plain.recipe, plain.mesh, data_loader=lambda: DATA, warm_up=True, overlap_upload=True)
+  over.load_data()
+  assert not hasattr(over, 'train_images')  # the arrays arrive only with wait_for_data
+  key = executable_cache.cache_key(plain.program_fingerprint(epoch_evals=False))
+  assert executable_cache.cache_key(over.program_fingerprint(epoch_evals=False)) == key  # same cached programs
+  prep = loop.prepare(over, epoch_evals=False)  # compiles from the arrays' shapes, then waits for them
+  assert over.train_images.shape == (len(DATA.train_images), 32, 32, 3) and prep.data_load_seconds > 0
+  loop.prepare(plain, epoch_evals=False)
+  assert trained(over) == trained(plain)
+
+
 def test_an_unreadable_entry_is_a_miss_and_old_entries_are_pruned(tmp_path):
   import jax
   import numpy as np

@@ -98,6 +98,10 @@ class Workload(abc.ABC):
     """Configuration recorded in the summary JSON."""
     return {}
 
+  def wait_for_data(self) -> None:
+    """Optional: block until data that `load_data` left uploading in the background is on the devices.
+    The loop calls it after compiling (or loading the programs), and counts the wait as data time."""
+
   def warm_up(self) -> None:
     """Optional: execute the compiled programs once on throwaway state, off the clock.
 

@@ -122,8 +122,11 @@ class Cifar10Workload(Workload):
   task = 'cifar10'
 
   def __init__(self, recipe: CifarRecipe, mesh: Mesh, *, data_loader, target: float | None = None,
-               train_subset: int | None = None, test_subset: int | None = None, warm_up: bool = False):
-    """`data_loader()` returns ImageClassificationData; it runs inside `load_data` (timed)."""
+               train_subset: int | None = None, test_subset: int | None = None, warm_up: bool = False,
+               overlap_upload: bool = False):
+    """`data_loader()` returns ImageClassificationData; it runs inside `load_data` (timed).
+    `overlap_upload`: load_data leaves the upload to the devices running on a thread while the programs
+    compile or load; the loop waits for it (wait_for_data) before the first execution."""
     recipe.validate()
     parallel.check_divisible(recipe.batch_size, mesh)
     parallel.check_divisible(recipe.eval_batch_size, mesh, '--eval_batch_size')
@@ -135,6 +138,8 @@ class Cifar10Workload(Workload):
     self._test_subset = test_subset
     # Entry points turn it on (--warm_up): ~0.25 s on an H100, so seed 0 skips first-execution costs.
     self._warm_up = warm_up
+    self._overlap_upload = overlap_upload
+    self._upload: concurrent.futures.Future | None = None
     self.dataset_name = 'cifar10'
     self.model = build_model(recipe, mesh)
     self.model_name = model_name(recipe)
@@ -164,9 +169,26 @@ class Cifar10Workload(Workload):
     test_x = np.concatenate([np.asarray(test_x), np.zeros((pad,) + test_x.shape[1:], np.uint8)])
     test_y = np.concatenate([np.asarray(test_y, np.int32), np.full((pad,), -1, np.int32)])
     # uint8 on device: 4x less memory and transfer than float, and the cast fuses into the step.
-    self.train_images, self.train_labels, self.test_images, self.test_labels = parallel.put_replicated(
-        (np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32), test_x, test_y), self.mesh)
+    host = (np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32), test_x, test_y)
+    # What compiling the programs needs of the arrays, known before they are on the devices.
+    rep = parallel.replicated(self.mesh)
+    self._array_structs = [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep) for a in host]
+    upload = functools.partial(parallel.put_replicated, host, self.mesh)
+    if self._overlap_upload:
+      pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='upload')
+      self._upload = pool.submit(upload)
+      pool.shutdown(wait=False)  # returns at once; the upload runs on
+    else:
+      self._set_arrays(upload())
     self._build_programs()
+
+  def _set_arrays(self, arrays) -> None:
+    self.train_images, self.train_labels, self.test_images, self.test_labels = arrays
+
+  def wait_for_data(self) -> None:
+    if self._upload is not None:
+      upload, self._upload = self._upload, None
+      self._set_arrays(upload.result())
 
   @property
   def target(self) -> Target:
@@ -423,19 +445,21 @@ class Cifar10Workload(Workload):
     """
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
     rep = parallel.replicated(self.mesh)
-    state = jax.eval_shape(self._init_fn, seed, self.train_images)
+    # The arrays' shapes and shardings, not the arrays: their upload may still be running (overlap_upload).
+    train_images, train_labels, test_images, test_labels = self._array_structs
+    state = jax.eval_shape(self._init_fn, seed, train_images)
     state = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
     epoch, steps = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((2,), jnp.int32)
     variants = sorted({v for e in range(self.num_epochs) for v, _, _ in self.epoch_segments(e)}, reverse=True)
-    lower_epoch = lambda v: self._epoch_fn.lower(state, self.train_images, self.train_labels, epoch, steps,
+    lower_epoch = lambda v: self._epoch_fn.lower(state, train_images, train_labels, epoch, steps,
                                                  whiten_trainable=v)
     # The plain (level 0) program serves only the per-epoch evaluations unless the final one is plain.
     levels = sorted({self.recipe.tta_level} | ({0} if epoch_evals else set()))
     with concurrent.futures.ThreadPoolExecutor(1 + len(variants) + len(levels)) as pool:
-      init = pool.submit(self._init_fn.lower(seed, self.train_images).compile)
+      init = pool.submit(self._init_fn.lower(seed, train_images).compile)
       epochs = {v: pool.submit(lower_epoch(v).compile) for v in variants}
-      evals = {level: pool.submit(self._eval_fns[level].lower(state.params, state.batch_stats, self.test_images,
-                                                              self.test_labels).compile) for level in levels}
+      evals = {level: pool.submit(self._eval_fns[level].lower(state.params, state.batch_stats, test_images,
+                                                              test_labels).compile) for level in levels}
       flop_counts = self._flop_counts(state, variants)
       self._init_c = init.result()
       self._epoch_c = {v: c.result() for v, c in epochs.items()}
@@ -447,10 +471,9 @@ class Cifar10Workload(Workload):
       return None  # untested across hosts: every host would have to hit the same entry
     # The programs close over the recipe and the data's sizes (steps, padding, selective TTA
     # counts) and take the arrays as arguments: their shapes, dtypes and the mesh complete it.
-    arrays = (self.train_images, self.train_labels, self.test_images, self.test_labels)
     return {'workload': type(self).__name__, 'recipe': dataclasses.asdict(self.recipe), 'epoch_evals': epoch_evals,
             'num_train': self.num_train, 'num_test': self.num_test,
-            'arrays': [(a.shape, str(a.dtype), str(a.sharding)) for a in arrays],
+            'arrays': [(a.shape, str(a.dtype), str(a.sharding)) for a in self._array_structs],
             'mesh': (dict(self.mesh.shape), [d.id for d in self.mesh.devices.flat])}
 
   def compiled_programs(self) -> dict[str, Any]:
