@@ -285,7 +285,8 @@ def trained_run(tmp_path_factory):
   rc, stdout, stderr = run_module([
       '-m', 'dawnjax.experiments.cifar10', f'--data_dir={root / "data"}', f'--output_dir={out}',
       '--widths=8,8,8', '--dtype=float32', '--batch_size=64', '--epochs=1', f'--eval_batch_size={N_TEST}',
-      '--whiten_images=64', '--tta_level=0', '--target=0', '--cost_per_hour=2.0'])
+      '--whiten_images=64', '--tta_level=0', '--target=0', '--cost_per_hour=2.0',
+      '--overlap_upload'])  # the data uploads while the programs compile: the model served below was trained so
   assert rc == 0, stderr[-3000:]
   assert 'model export: seed 0 saved' in stdout
   return root, data
