@@ -327,7 +327,7 @@ def test_inference_cli_native_and_exported(trained_run):
   assert all(path['weights'] == 'constants' for path in s['paths'].values())
   assert s['protocol']['xla_flags'].endswith('--xla_gpu_enable_command_buffer=+CONVOLUTION')
   assert set(s['paths']) == {'native', 'exported'} and s['reported'] == {
-      'path': 'exported', 'mode': 'host_graph', 'statistic': 'mean over the test set'}
+      'path': 'exported', 'mode': 'host_graph', 'wait': 'spin', 'statistic': 'mean over the test set'}
   assert list(s['protocol']['modes']) == ['host_graph', 'host_staged', 'host', 'device']
   assert 'sequence number' in s['protocol']['modes']['host_graph'] and 'polls' in s['protocol']['wait']
   assert s['protocol']['default_modes_left_out'] == []

@@ -380,7 +380,7 @@ def run() -> int:
       'latency_p99_ms': primary['p99_ms'], 'accuracy_field': metric, 'accuracy': accuracy,
       'metrics': primary.get('metrics', {metric: accuracy}), 'test_set': test.info,
       'target': {'metric': metric, 'threshold': threshold}, 'qualifies': qualifies,
-      'not_qualifying_because': reasons, 'reported': {'path': primary_path, 'mode': mode,
+      'not_qualifying_because': reasons, 'reported': {'path': primary_path, 'mode': mode, 'wait': config.wait,
                                                       'statistic': 'mean over the test set'},
       'cost_per_item_usd': per_item, 'price': price.as_dict(),
       'throughput_items_per_second': paths[primary_path].get('throughput', {}).get('items_per_second'),

@@ -53,6 +53,7 @@ class Entry:
   cost_usd: float | None = None  # training: to the target; inference: per item
   latency_ms: float | None = None
   latency_p99_ms: float | None = None
+  request: str | None = None  # inference: how the reported latency's requests were made (mode, wait)
   mfu: float | None = None
   throughput: float | None = None  # training examples/s or inference items/s
   partial: bool = False
@@ -125,9 +126,16 @@ def parse_inference_summary(path: Path) -> Entry:
         target=_num((s.get('target') or {}).get('threshold')), reached=s.get('qualifies'),
         latency_ms=_num(s['latency_ms']), latency_p99_ms=_num(s.get('latency_p99_ms')),
         cost_usd=_num(s.get('cost_per_item_usd')), throughput=_num(s.get('throughput_items_per_second')),
-        run_dir=str(Path(model_dir).parent) if model_dir else None)
+        run_dir=str(Path(model_dir).parent) if model_dir else None, request=_request(s.get('reported') or {}))
   except (KeyError, TypeError, ValueError) as err:
     raise ResultsError(f'{path}: inference summary lacks or mangles field {err}') from None
+
+
+def _request(reported: dict[str, Any]) -> str | None:
+  """'host_graph, spin': the reported mode and wait (older summaries name the mode alone, or nothing). Latencies
+  of different modes are different measurements: 'device' leaves out the transfers a 'host*' request makes."""
+  mode, wait = reported.get('mode'), reported.get('wait')
+  return f'{mode}, {wait}' if mode and wait else mode
 
 
 def _load_json(path: Path) -> Any:
@@ -304,10 +312,11 @@ def format_leaderboard(entries: Sequence[Entry], records: Sequence[Entry]) -> st
       blocks.append(f'== {task}: training (time to target) ==\n' + table)
     if infer:
       rows = [{'src': e.source, 'model': e.model, 'data': e.dataset, 'hw': e.hardware, 'lat': e.latency_ms,
-               'p99': e.latency_p99_ms, 'acc': _acc(e), 'q': _target(e), 'cost': e.cost_usd,
-               'tp': e.throughput, 'path': e.path} for e in infer]
+               'p99': e.latency_p99_ms, 'req': e.request or '-', 'acc': _acc(e), 'q': _target(e),
+               'cost': e.cost_usd, 'tp': e.throughput, 'path': e.path} for e in infer]
       cols = [('src', 'source', 's'), ('model', 'model', 's'), ('data', 'dataset', 's'), ('hw', 'hardware', 's'),
-              ('lat', 'latency ms', '.4f'), ('p99', 'p99 ms', '.4f'), ('acc', 'accuracy', 's'),
+              ('lat', 'latency ms', '.4f'), ('p99', 'p99 ms', '.4f'), ('req', 'request', 's'),
+              ('acc', 'accuracy', 's'),
               ('q', 'target reached', 's'), ('cost', 'USD/item', '.3g'), ('tp', 'items/s', '.0f'),
               ('path', 'file / entry', 's')]
       blocks.append(f'== {task}: inference (batch-1 latency) ==\n' + summary_lib.format_table(rows, cols))
