@@ -88,6 +88,14 @@ serve() {
   echo "== $name: ${XLA_FLAGS:+XLA_FLAGS=$XLA_FLAGS }$*"; tail -9 $dir/$name.log
   cp $R/$name/inference_summary.json $dir/$name.summary.json
 }
+# trace_requests DIR TAG FLAGS...: kernels/latency_trace.py on $RECIPE (fresh weights), 300 calls per row after 300
+# untraced, with the benchmark's convolution command buffers, into DIR/trace.log and DIR/trace.json; prints its table.
+trace_requests() {
+  local dir=$1 tag=$2; shift 2
+  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
+    --warmup=300 --trace_dir=/tmp/lt$tag --json=$dir/trace.json "$@" > $dir/trace.log 2>&1
+  grep -v '^[IW]1' $dir/trace.log | head -14
+}
 # abba A_NAME "A_SPEC" B_NAME "B_SPEC": 20 seeds each in the order A, B, B_b, A_b (machines of one
 # kind differ by ~6%, drift within a call is linear-ish); a SPEC is "[ENV=VAL ...] -- FLAGS".
 abba() {
@@ -1040,9 +1048,8 @@ if [ "$part" = pinned23 ]; then
   off="--throughput_batch=0 --bound_items=0"
   serve $OUT/pinned23 order_a --latency_modes=host,host_pinned,host_staged,device $off
   serve $OUT/pinned23 order_b --latency_modes=device,host_staged,host_pinned,host --nowrite_exported $off
-  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
-    --warmup=300 --top=20 --trace_dir=/tmp/lt23 --json=$OUT/pinned23/trace.json > $OUT/pinned23/trace.log 2>&1
-  grep -v '^[IW]1' $OUT/pinned23/trace.log | head -14
+  # The host modes latency_trace.py traced by default when this part ran (host_graph came later).
+  trace_requests $OUT/pinned23 23 --top=20 --host_modes=host,host_pinned,host_staged
 fi
 if [ "$part" = staged24 ]; then
   # Seventeenth session, after pinned23 (host_staged 0.2165 ms, host_pinned 0.4418, host 0.7125, device 0.3026; its
@@ -1078,10 +1085,7 @@ if [ "$part" = graph25 ]; then
   serve $OUT/graph25 order_b --latency_modes=device,host_staged,host_graph $off
   serve $OUT/graph25 spin_a --latency_modes=host_graph,host_staged,device --latency_wait=spin $off
   serve $OUT/graph25 spin_b --latency_modes=device,host_staged,host_graph --latency_wait=spin $off
-  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
-    --warmup=300 --top=24 --host_modes=host_staged,host_graph --trace_dir=/tmp/lt25 --json=$OUT/graph25/trace.json \
-    > $OUT/graph25/trace.log 2>&1
-  grep -v '^[IW]1' $OUT/graph25/trace.log | head -14
+  trace_requests $OUT/graph25 25 --top=24 --host_modes=host_staged,host_graph
 fi
 if [ "$part" = default26 ]; then
   # Eighteenth session, after graph25 (host_graph polled 0.0945-0.0973 ms, host_staged 0.176-0.231, device
@@ -1105,10 +1109,7 @@ if [ "$part" = graph27 ]; then
   serve $OUT/graph27 run_a --latency_modes= $off
   serve $OUT/graph27 run_b --latency_modes=device,host,host_staged,host_graph $off
   serve $OUT/graph27 args --latency_modes=host_graph,host_staged,device --weights=arguments $off
-  XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py $RECIPE --calls=300 \
-    --warmup=300 --top=24 --host_modes=host_staged,host_graph --trace_dir=/tmp/lt27 --json=$OUT/graph27/trace.json \
-    > $OUT/graph27/trace.log 2>&1
-  grep -v '^[IW]1' $OUT/graph27/trace.log | head -14
+  trace_requests $OUT/graph27 27 --top=24 --host_modes=host_staged,host_graph
 fi
 if [ "$part" = final28 ]; then
   # Eighteenth session, last call: the session's final code (host_graph and host_staged buffers through
