@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1124,20 +1124,45 @@ if [ "$part" = overlap29 ]; then
   # Eighteenth session (issue 3): a warm start spends ~0.2 s on the data (mostly cuMemHostAlloc of the upload's
   # pinned staging buffer) before 0.5-0.6 s of program loading (session 15's trace). --overlap_upload (built in
   # session 18, off by default until this part has run) runs the upload on a thread while the programs load; the
-  # wait left after them is data time. One cache fill, then warm processes alternating with and without.
-  # Predicted: warm wall -0.1..-0.2 s, data s 0.2 -> ~0.0; timed unchanged. Not run yet: the session's device time
-  # ran out.
-  bash kernels/h100_cifar_speed_ab.sh <<VARIANTS
-cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache
-warm_on1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --overlap_upload
-warm_off1 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --nooverlap_upload
-warm_off2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --nooverlap_upload
-warm_on2 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --overlap_upload
-warm_on3 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --overlap_upload
-warm_off3 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --nooverlap_upload
-warm_off4 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --nooverlap_upload
-warm_on4 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache --overlap_upload
-VARIANTS
+  # wait left after them is data time. One cache fill, then 16 warm processes, with and without in ABBA order.
+  # Predicted: warm wall -0.1..-0.2 s, data s 0.2 -> ~0.0; timed unchanged. Run in session 19.
+  { echo "cache_fill 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache"
+    n=0
+    for arm in on off off on on off off on on off off on on off off on; do
+      n=$((n + 1)); flag=--overlap_upload; [ $arm = on ] || flag=--nooverlap_upload
+      echo "warm_${arm}_$n 1 -- $RECIPE --compilation_cache_dir=/tmp/jaxcache $flag"
+    done; } | bash kernels/h100_cifar_speed_ab.sh
+  # The table above rounds to 0.1 s; the arms' figures to the millisecond, from each run's summary.json.
+  python3 - $OUT/runs <<'PY' | tee $OUT/overlap29.txt
+import glob, json, os, re, statistics as st, sys
+rows = {'on': [], 'off': []}
+for d in sorted(glob.glob(sys.argv[1] + '/warm_*/'), key=lambda d: int(re.findall(r'_(\d+)/$', d)[0])):
+  s = json.load(open(d + 'summary.json'))
+  b = s['wall_breakdown_seconds']
+  log = open(d.rstrip('/') + '.log').read()
+  process = float(re.findall(r'process_wall ([\d.]+)', log)[-1])
+  arm = 'on' if '_on_' in d else 'off'
+  r = {'wall': s['wall_seconds'], 'process': process, 'data': s['data_load_seconds'], 'startup': b['startup'],
+       'compile': s['compile_seconds'], 'seeds': b['seeds_and_reporting'], 'timed': s['timed_seconds']['mean'],
+       'acc': s['accuracy']['mean']}
+  rows[arm].append(r)
+  print(f"{os.path.basename(d.rstrip('/')):14s} " + ' '.join(f'{k} {v:.3f}' for k, v in r.items()))
+for arm, rs in rows.items():
+  print(f'overlap {arm:3s} ({len(rs)} processes): ' + ' '.join(
+      f'{k} {st.mean(r[k] for r in rs):.3f}+-{st.pstdev(r[k] for r in rs):.3f}' for k in rs[0]))
+PY
+fi
+if [ "$part" = nodes30 ]; then
+  # Nineteenth session (issue 6): what one more CUDA-graph node costs, host and device, without the profiler
+  # (kernels/graph_nodes_probe.py): chains of 1-64 fusions or cuDNN convs, command buffers on (the benchmark's
+  # flags) and off. Predicted from session 18's traces: ~2 us of device gap per node, and a host launch that grows
+  # by ~1-3 us per node (cuGraphLaunch 40-55 us for CIFAR's 21 nodes, 178-211 us for ResNet-50's 68, traced).
+  mkdir -p $OUT/nodes30
+  for cb in on off; do
+    flags=--xla_gpu_enable_command_buffer=+CONVOLUTION; [ $cb = on ] || flags=--xla_gpu_enable_command_buffer=
+    XLA_FLAGS=$flags python3 kernels/graph_nodes_probe.py --json=$OUT/nodes30/$cb.json --trace_dir=/tmp/gn_$cb \
+      2>&1 | grep -v '^[IW]1' | tee $OUT/nodes30/$cb.log
+  done
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).

