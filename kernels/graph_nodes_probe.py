@@ -35,14 +35,19 @@ import latency_trace  # noqa: E402
 import trace_summary  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('nodes', ['1', '2', '4', '8', '16', '32', '64'], 'Chain lengths (nodes per program).')
-flags.DEFINE_list('kinds', ['elementwise', 'conv'], 'Node kinds: elementwise, conv.')
-flags.DEFINE_integer('calls', 500, 'Timed calls per chain and measure.')
-flags.DEFINE_integer('warmup', 200, 'Untimed calls before each measure.')
-flags.DEFINE_integer('traced_calls', 100, 'Traced calls per chain.')
-flags.DEFINE_integer('fit_from', 4, 'Fit the per-node costs over chains of at least this many nodes.')
-flags.DEFINE_string('trace_dir', '/tmp/graph_nodes_trace', 'Where the profiler writes its trace.')
-flags.DEFINE_string('json', None, 'Write the figures here too.')
+
+
+def define_flags() -> None:
+  """Defined only when the script runs: a test imports the fit alone, in a process whose other modules define
+  flags of the same names."""
+  flags.DEFINE_list('nodes', ['1', '2', '4', '8', '16', '32', '64'], 'Chain lengths (nodes per program).')
+  flags.DEFINE_list('kinds', ['elementwise', 'conv'], 'Node kinds: elementwise, conv.')
+  flags.DEFINE_integer('calls', 500, 'Timed calls per chain and measure.')
+  flags.DEFINE_integer('warmup', 200, 'Untimed calls before each measure.')
+  flags.DEFINE_integer('traced_calls', 100, 'Traced calls per chain.')
+  flags.DEFINE_integer('fit_from', 4, 'Fit the per-node costs over chains of at least this many nodes.')
+  flags.DEFINE_string('trace_dir', '/tmp/graph_nodes_trace', 'Where the profiler writes its trace.')
+  flags.DEFINE_string('json', None, 'Write the figures here too.')
 
 SHAPES = {'elementwise': (1, 32, 32, 64), 'conv': (1, 16, 16, 64)}
 
@@ -171,4 +176,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -17,6 +17,7 @@
 #                                                  #   memory
 #   bash kernels/h100_imagenet_next.sh graph_r50   # 1 GPU, ~6 min: ResNet-50 batch-1 requests with the copies inside
 #                                                  #   the program's CUDA graph (host_graph), each wait
+#   bash kernels/h100_imagenet_next.sh copies_r50  # 1 GPU, ~5 min: host_graph's copies as kernels vs copy engines
 #   bash kernels/h100_imagenet_next.sh sizes       # 1 GPU, ~5 min: ResNet-50 img/s at 128 and 288 px (the projection's
 #                                                  #   FLOP scaling of the 224 px rate, checked)
 # Prediction for 'fused': BatchNorm + ReLU passes are the bulk of ResNet-50's non-convolution time
@@ -61,7 +62,7 @@ errata_side() {
   python3 kernels/autotune_results.py /tmp/at_$1.txt > $OUT/runs/autotune_$1.txt
 }
 
-case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve_*|fold*|trace_r50|pinned_r50|graph_r50|sizes)} in
+case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve_*|fold*|trace_r50|pinned_r50|graph_r50|copies_r50|sizes)} in
   model)
     # e.g. EXTRA=--space_to_depth IMPLS=fused BATCH_SIZES=512 (measured +3.9% at 768), or
     # EXTRA="--space_to_depth --pool_impl=argmax" (stem pool with a fused backward: predicted ~+3%)
@@ -222,6 +223,26 @@ case ${1:?usage: h100_imagenet_next.sh PART (model|profile|errata*|scaling|serve
     grep -v '^[IW]1' $OUT/runs/trace_pinned.log | head -14
     rm -rf $OUT/runs/r50/model
     cd $OUT && tar czf pinned_r50_runs.tgz runs && rm -rf runs ;;
+  copies_r50)
+    # Nineteenth session (issue 6): host_graph's copies as kernels that read and write the pinned host buffers
+    # (--graph_io_copies=kernel) against the driver's copies (copy-engine graph nodes). ResNet-50's image is 150 KB
+    # (CIFAR-10's 3 KB): the kernel reads it across PCIe with its own loads. Predicted: within +-0.03 ms of memcpy
+    # (the copy engines' latency saved, a slower 150 KB read); 0 predictions differ. Then the trace of both.
+    mkdir -p $OUT/runs
+    train_r50
+    for copies in kernel memcpy memcpy kernel; do
+      name=r50_$copies$([ -e $OUT/runs/r50_$copies.log ] && echo _b)
+      python3 -m dawnjax.experiments.inference --task=imagenet --checkpoint=$OUT/runs/r50 --test_subset=2000 \
+        --throughput_batch=0 --bound_items=0 --nowrite_exported --latency_modes=host_graph,host_staged \
+        --graph_io_copies=$copies --output_dir=$OUT/runs/$name --target=0 > $OUT/runs/$name.log 2>&1
+      echo "== $name"; grep -v '^[IW]1' $OUT/runs/$name.log | grep -E '^native|error' | cut -c1-150
+    done
+    XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION python3 kernels/latency_trace.py \
+      --checkpoint=$OUT/runs/r50 --calls=300 --warmup=300 --top=25 --host_modes=host_staged,host_graph \
+      --graph_io_copies=memcpy,kernel --trace_dir=/tmp/lt_copies --json=$OUT/runs/trace_copies.json \
+      > $OUT/runs/trace_copies.log 2>&1
+    grep -v '^[IW]1' $OUT/runs/trace_copies.log | head -16
+    rm -rf $OUT/runs/r50/model $OUT/runs/r50*/tensorboard ;;
   graph_r50)
     # Eighteenth session (issue 6): CIFAR-10's host_graph request (the image and label copies as FFI steps inside
     # the program's CUDA graph; spin = the host polls the label's sequence word) took 0.095-0.097 ms against

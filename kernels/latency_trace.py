@@ -10,7 +10,8 @@ launched. Per call it splits the wall time into:
   notice   last kernel end -> annotation end (the host learning that the work is done, and any
            work after the wait inside the annotation)
 
-and lists the host-side events inside the calls (PJRT, thunks, command buffers) by time per call.
+and lists the host-side events inside the calls (PJRT, thunks, command buffers) by time per call, and the
+device span's gaps by the pair of kernels around them (which transitions hold the span beyond the kernels).
 Rows, each traced after --warmup untraced calls, and timed without the profiler twice (rows in order,
 then reversed) for the 'untraced' column:
 
@@ -23,7 +24,8 @@ then reversed) for the 'untraced' column:
              'host' uploads, calls and downloads; 'host_pinned' one program reading and writing pinned
              host memory; 'host_staged' the same through one fixed staging buffer; 'host_graph' with
              the program's own copy steps in its CUDA graph (host_graph_spin: the host polls the
-             label's sequence word instead of the runtime's wait)
+             label's sequence word instead of the runtime's wait; with several --graph_io_copies, one
+             pair of rows per way of copying, e.g. host_graph_kernel_spin)
 
 The served function is the CIFAR-10 recipe's (--flagfile) with fresh weights (latency does not depend on
 their values), or with --checkpoint a trained image model's as the benchmark serves it (ImageNet: top-5,
@@ -62,6 +64,8 @@ def define_flags() -> None:
   flags.DEFINE_list('host_modes', ['host', 'host_pinned', 'host_staged', 'host_graph'], 'Also trace whole '
                     "requests made as the benchmark's --latency_modes of these names make them (image in host "
                     "memory to label in host memory); host_graph also with --latency_wait=spin.")
+  flags.DEFINE_list('graph_io_copies', ['memcpy'], "host_graph's ways of copying (graph_io.COPIES), each its "
+                    'own rows when more than one is listed.')
   flags.DEFINE_bool('fold_batchnorm', True, 'With --checkpoint: fold BatchNorms where the task can (as the '
                     'inference benchmark does by default).')
 
@@ -131,18 +135,33 @@ def split_calls(events: list[dict], row: str) -> dict:
   per = max(1, len(with_kernels))
   out['kernels'] = [{'name': name, 'us_per_call': t / per, 'per_call': kernel_counts[name] / per}
                     for name, t in by_kernel.most_common()]
+  # The span's gaps by the kernels on either side: where the device waits between the graph's nodes.
+  gaps, gap_counts = collections.Counter(), collections.Counter()
+  for _, ks in with_kernels:
+    for gap, before, after in trace_summary.idle_gaps(ks):
+      pair = f'{short_name(before)} -> {short_name(after)}'
+      gaps[pair] += gap
+      gap_counts[pair] += 1
+  out['gaps'] = [{'name': name, 'us_per_call': t / per, 'per_call': gap_counts[name] / per}
+                 for name, t in gaps.most_common()]
   return out
+
+
+def short_name(kernel: str, width: int = 40) -> str:
+  return kernel if len(kernel) <= width else kernel[:width - 3] + '...'
 
 
 def table(rows: dict[str, dict], untraced: dict[str, float], top: int) -> str:
   fmt = lambda v: f'{v:8.1f}' if v is not None else f'{"-":>8}'
-  lines = [f'{"row":<14} {"untraced":>8} {"wall":>8} {"launch":>8} {"device":>8} {"notice":>8} {"busy":>8} '
+  w = max(14, *(len(name) for name in rows))
+  lines = [f'{"row":<{w}} {"untraced":>8} {"wall":>8} {"launch":>8} {"device":>8} {"notice":>8} {"busy":>8} '
            f'{"kernels":>8}   (us per call; wall/launch/device/notice traced)']
   for name, r in rows.items():
-    lines.append(f'{name:<14} {fmt(untraced[name])} {fmt(r["wall_us"])} {fmt(r["launch_us"])} '
+    lines.append(f'{name:<{w}} {fmt(untraced[name])} {fmt(r["wall_us"])} {fmt(r["launch_us"])} '
                  f'{fmt(r["device_us"])} {fmt(r["notice_us"])} {fmt(r["kernel_busy_us"])} {fmt(r["kernels_per_call"])}')
   for name, r in rows.items():
-    for what, key in (('host events inside the calls', 'host_events'), ('device kernels', 'kernels')):
+    for what, key in (('host events inside the calls', 'host_events'), ('device kernels', 'kernels'),
+                      ('gaps in the device span, by the kernels around them', 'gaps')):
       if not r.get(key):
         continue
       lines += ['', f'{name}: {what} (us per call, count per call)']
@@ -168,6 +187,8 @@ def main(argv):
   jax.block_until_ready(items)
   variables = jax.device_put(variables, dev)
   served_in = latency.BatchOnePrograms(fn, variables, item_shape, np.uint8, dev, 'constants')
+  graph_ways = {c: latency.BatchOnePrograms(fn, variables, item_shape, np.uint8, dev, 'constants', c)
+                for c in FLAGS.graph_io_copies}
   served_device = served_in('device')
   noop = jax.jit(lambda x: x + 1).lower(items[0]).compile()
 
@@ -178,9 +199,14 @@ def main(argv):
            'readback_spin': spin_call}
   # Whole requests, image in host memory to label in host memory, as the benchmark's host modes make them.
   for mode in FLAGS.host_modes:
-    calls[mode] = latency.request(served_in(latency.PROGRAM[mode]), None, images, dev, mode)
-    if mode == 'host_graph':
-      calls[f'{mode}_spin'] = latency.request(served_in(latency.PROGRAM[mode]), None, images, dev, mode, 'spin')
+    if mode != 'host_graph':
+      calls[mode] = latency.request(served_in(latency.PROGRAM[mode]), None, images, dev, mode)
+      continue
+    for copies, programs in graph_ways.items():
+      row = mode if len(graph_ways) == 1 else f'{mode}_{copies}'
+      program = programs(latency.PROGRAM[mode])
+      calls[row] = latency.request(program, None, images, dev, mode)
+      calls[f'{row}_spin'] = latency.request(program, None, images, dev, mode, 'spin')
   # Untraced: each row twice, in order and then in reverse, so that drift over the run hits both ends alike.
   untraced = {name: [] for name in calls}
   for name in list(calls) + list(reversed(calls)):

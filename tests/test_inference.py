@@ -152,9 +152,11 @@ def test_host_graph_copies_are_steps_of_the_program_and_round_trip_any_dtype():
   items = rng.normal(size=(5, 2, 3)).astype(np.float32)  # 4-byte items; an int16 result of 6 bytes (padded)
   variables = {'w': np.float32(3.0)}
   fn = lambda v, x: jnp.round(x[:, 0] * v['w'] * 100).astype(jnp.int16)
-  for weights in ('constants', 'arguments'):
+  for weights, copies in (('constants', 'memcpy'), ('arguments', 'memcpy'), ('constants', 'kernel')):
+    # 'kernel' copies are GPU kernels; on a CPU the same program runs the handlers' memcpy.
     program = graph_io.GraphIOProgram(fn, variables, (2, 3), np.float32, device, weights,
-                                      latency.io_sharding(device, 'pinned_host'))
+                                      latency.io_sharding(device, 'pinned_host'), copies)
+    assert program.copies == copies
     text = program._run.as_text() if weights == 'arguments' else None
     if text is not None:  # the copies are custom calls inside the program, not copies the runtime adds
       assert 'dawnjax_copy_in' in text and 'dawnjax_copy_out' in text
@@ -178,6 +180,9 @@ def test_host_graph_fails_in_one_line_where_it_cannot_run_or_its_result_never_ar
     graph_io.platform_of(tpu)
 
   device = jax.devices()[0]
+  with pytest.raises(ConfigError, match='--graph_io_copies=dma: expected one of kernel, memcpy'):
+    graph_io.GraphIOProgram(lambda v, x: x, None, (2,), np.int32, device, 'constants',
+                            latency.io_sharding(device, 'pinned_host'), 'dma')
   program = graph_io.GraphIOProgram(lambda v, x: x.sum(axis=(1, 2)), None, (2, 2), np.int32, device, 'constants',
                                     latency.io_sharding(device, 'pinned_host'))
   item = np.ones((1, 2, 2), np.int32)
@@ -206,6 +211,8 @@ def test_a_spinning_wait_polls_readiness_until_the_result_is_computed():
                        wait='sleep')
   with pytest.raises(ConfigError, match='--latency_wait'):
     benchmark.BenchConfig(wait='sleep').validate()
+  with pytest.raises(ConfigError, match='--graph_io_copies=dma'):
+    benchmark.BenchConfig(graph_io_copies='dma').validate()
 
 
 def test_weights_compiled_in_serve_the_same_classes_with_the_input_alone():
@@ -405,3 +412,11 @@ def test_serving_xla_flags_add_convolution_command_buffers_last_or_nothing():
   assert inference.serving_xla_flags('--xla_gpu_autotune_level=1', True) == '--xla_gpu_autotune_level=1 ' + flag
   assert inference.serving_xla_flags('--xla_gpu_autotune_level=1', False) == '--xla_gpu_autotune_level=1'
   assert inference.serving_xla_flags('', True) == flag
+
+
+def test_graph_io_copies_flag_offers_what_the_program_accepts():
+  from absl import flags as absl_flags
+  from dawnjax.experiments import inference  # noqa: F401 (defines the flags)
+  from dawnjax.inference import graph_io
+  flag = absl_flags.FLAGS['graph_io_copies']
+  assert sorted(flag.parser.enum_values) == sorted(graph_io.COPIES) and flag.default == graph_io.DEFAULT_COPIES

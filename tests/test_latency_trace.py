@@ -38,10 +38,20 @@ def test_split_calls_separates_launch_device_and_notice():
   assert r['kernels_per_call'] == 1.5
   assert r['host_events'] == [{'name': 'Execute', 'us_per_call': 15.0, 'per_call': 1.0}]
   assert r['kernels'] == [{'name': 'fusion', 'us_per_call': 22.5, 'per_call': 1.5}]
+  # Call 1's one gap (40..45) between its two kernels; call 2 has none: 5 us over 2 calls, named by its kernels.
+  assert r['gaps'] == [{'name': 'fusion -> fusion', 'us_per_call': 2.5, 'per_call': 0.5}]
   assert 'served: device kernels' in latency_trace.table({'served': r}, {'served': 90.0}, top=5)
+  assert 'served: gaps in the device span' in latency_trace.table({'served': r}, {'served': 90.0}, top=5)
   assert latency_trace.split_calls(_events(), 'noop')['device_us'] == 5
 
 
 def test_split_calls_names_a_missing_row():
   with pytest.raises(ValueError, match='no annotated calls named'):
     latency_trace.split_calls(_events(), 'readback')
+
+
+def test_graph_nodes_probe_fits_the_cost_of_one_node():
+  import graph_nodes_probe
+  slope, intercept = graph_nodes_probe.fit([(4, 10.0), (8, 18.0), (16, 34.0)])
+  assert slope == pytest.approx(2.0) and intercept == pytest.approx(2.0)
+  assert graph_nodes_probe.fit([(8, 5.0), (8, 7.0)]) == (0.0, 6.0)  # one length: no slope to fit

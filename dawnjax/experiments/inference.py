@@ -67,6 +67,11 @@ flags.DEFINE_enum('latency_wait', 'spin', ['block', 'spin'],
                   "'block' (the runtime's blocking wait, woken by its completion callback; host_graph 0.163-0.192 "
                   'ms instead of 0.095-0.097 on CIFAR-10 on one H200, the other modes alike either way; '
                   'kernels/latency_trace.py splits a call into launch, device and notice times).')
+flags.DEFINE_enum('graph_io_copies', 'memcpy', ['kernel', 'memcpy'],
+                  "How host_graph's program copies the image in and the label out on a GPU (on a CPU both are a "
+                  "memcpy): 'memcpy', the CUDA driver's async copies (copy-engine nodes in its CUDA graph), or "
+                  "'kernel', two small kernels that read and write the pinned host buffers directly (kernel "
+                  'nodes only; their PTX is compiled by the driver when the program is built).')
 flags.DEFINE_enum('weights', 'auto', ['auto', 'constants', 'arguments'],
                   "'constants': the weights are compiled into the executable and a call passes the input "
                   "alone, as an inference engine holds them (~0.1 ms less per call on an H200); "
@@ -295,7 +300,8 @@ def run() -> int:
     raise ConfigError(f'--output_dir={out} is not writable: {err.strerror or err}') from err
   config = BenchConfig(warmup=FLAGS.warmup, modes=tuple(FLAGS.latency_modes),
                        throughput_batch=FLAGS.throughput_batch, throughput_passes=FLAGS.throughput_passes,
-                       bound_items=FLAGS.bound_items, weights=FLAGS.weights, wait=FLAGS.latency_wait)
+                       bound_items=FLAGS.bound_items, weights=FLAGS.weights, wait=FLAGS.latency_wait,
+                       graph_io_copies=FLAGS.graph_io_copies)
   config.validate()
   device = jax.devices()[0]
   modes_left_out = []
@@ -396,6 +402,10 @@ def run() -> int:
                                     'host memory)'}[config.wait],
                    'modes': {m: latency.DESCRIPTIONS[m] for m in config.modes},
                    'default_modes_left_out': modes_left_out,
+                   **({'graph_io_copies': {'memcpy': "the CUDA driver's async copies (copy-engine graph nodes)",
+                                           'kernel': 'kernels reading and writing the pinned host buffers'
+                                                     }[config.graph_io_copies]}
+                      if 'host_graph' in config.modes and device.platform == 'gpu' else {}),
                    'weights': {'constants': 'compiled into the executable (a call passes the input alone)',
                                'arguments': 'passed with every call'}[paths[primary_path]['weights']],
                    'served_model': served_protocol(info), 'xla_flags': os.environ['XLA_FLAGS'],

@@ -20,6 +20,7 @@ class BenchConfig:
   bound_items: int = 1000  # items of the what-bounds-latency breakdown (latency.time_bounds); 0 skips
   weights: str = 'auto'  # latency.WEIGHTS: compiled into the executables, passed per call, or by size
   wait: str = latency.DEFAULT_WAIT  # latency.WAITS: how a timed call waits for its result
+  graph_io_copies: str | None = None  # graph_io.COPIES: how host_graph's program copies (None: its default)
 
   def validate(self) -> None:
     from dawnjax.errors import ConfigError
@@ -32,6 +33,9 @@ class BenchConfig:
       raise ConfigError(f'--weights={self.weights}: expected one of {", ".join(latency.WEIGHTS)}')
     if self.wait not in latency.WAITS:
       raise ConfigError(f'--latency_wait={self.wait}: expected one of {", ".join(latency.WAITS)}')
+    from dawnjax.inference import graph_io
+    if self.graph_io_copies is not None and self.graph_io_copies not in graph_io.COPIES:
+      raise ConfigError(f'--graph_io_copies={self.graph_io_copies}: expected one of {", ".join(graph_io.COPIES)}')
 
 
 def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray, labels: np.ndarray | None,
@@ -49,7 +53,7 @@ def benchmark(fn: Callable[[Any, Any], Any], variables: Any, images: np.ndarray,
   variables = jax.device_put(variables, device)
   item_shape, dtype = images.shape[1:], images.dtype
   weights = latency.resolve_weights(config.weights, variables)
-  batch_1 = latency.BatchOnePrograms(fn, variables, item_shape, dtype, device, weights)
+  batch_1 = latency.BatchOnePrograms(fn, variables, item_shape, dtype, device, weights, config.graph_io_copies)
   # The throughput program's compile time joins the batch-1 programs' in this one dict.
   result: dict[str, Any] = {'compile_seconds': batch_1.compile_seconds, 'weights': weights, 'modes': {}}
 

@@ -9,7 +9,10 @@ latency-bound server polls a completion flag instead of sleeping until the runti
 
 The handlers are C++ against the FFI headers that ship with jaxlib, built on first use with the machine's C++
 compiler (`$CXX`, else `c++`) into a cache keyed by the source, the headers and the compiler, and registered
-for the CPU (plain memcpy, which the tests use) and CUDA GPUs (the CUDA driver's async copies).
+for the CPU (plain memcpy, which the tests use) and CUDA GPUs. On a GPU the copies are made one of two ways
+(COPIES): 'memcpy', the CUDA driver's async copies, which the graph runs on its copy engines; or 'kernel', two
+small kernels (PTX in graph_io.cc, compiled by the driver when first loaded) whose threads read and write the
+pinned host memory themselves, so the graph holds kernels only.
 """
 from __future__ import annotations
 
@@ -37,6 +40,10 @@ COPY_IN, COPY_OUT = 'dawnjax_copy_in', 'dawnjax_copy_out'
 # The handlers' symbols in the built library, per JAX platform name.
 SYMBOLS = {'cpu': ('DawnjaxCopyInCpu', 'DawnjaxCopyOutCpu'), 'cuda': ('DawnjaxCopyInCuda', 'DawnjaxCopyOutCuda')}
 SEQ = np.dtype(np.uint32)  # the sequence word, first in the input buffer and last in the result buffer
+# How the copies are made on a GPU (on a CPU both are a memcpy): 'memcpy' (the driver's async copies: copy-engine
+# nodes in the graph) or 'kernel' (kernels that load and store the mapped pinned host memory: kernel nodes).
+COPIES = ('kernel', 'memcpy')
+DEFAULT_COPIES = 'memcpy'
 
 
 def default_cache_dir() -> Path:
@@ -98,6 +105,7 @@ def unavailable(device, cache_dir: Path | None = None) -> str | None:
 
 
 _registered: set[str] = set()  # the FFI registry is per process, so this record of it is too
+_library: list[ctypes.CDLL] = []  # the loaded handlers' library, once registered
 
 
 def register(platform: str, cache_dir: Path | None = None) -> float:
@@ -107,11 +115,34 @@ def register(platform: str, cache_dir: Path | None = None) -> float:
     return 0.0
   start = time.perf_counter()
   library = ctypes.cdll.LoadLibrary(str(build_library(cache_dir)))
+  _library[:] = [library]
   for target, symbol in zip((COPY_IN, COPY_OUT), SYMBOLS[platform]):
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                 platform='CUDA' if platform == 'cuda' else platform)
   _registered.add(platform)
   return time.perf_counter() - start
+
+
+def load_copy_kernels(device) -> None:
+  """Loads the 'kernel' copies' module into `device`'s CUDA context (once per context; register first). Loading
+  a module is not allowed while XLA records the handlers into its graph, so it happens here, before any call."""
+  log = ctypes.create_string_buffer(4096)
+  rc = _library[0].DawnjaxGraphIoLoadKernels(ctypes.c_int(device.local_hardware_id), log, ctypes.c_size_t(len(log)))
+  if rc:
+    detail = log.value.decode(errors='replace').strip().splitlines()
+    raise ConfigError(f'--graph_io_copies=kernel: loading the copy kernels on {device.device_kind} failed '
+                      f'(CUresult {rc}){": " + detail[0] if detail else ""}; use --graph_io_copies=memcpy')
+
+
+def device_pointer(device, host_address: int) -> int:
+  """The address at which `device`'s kernels reach pinned host memory at `host_address`."""
+  out = ctypes.c_uint64()
+  rc = _library[0].DawnjaxGraphIoDevicePointer(ctypes.c_int(device.local_hardware_id), ctypes.c_uint64(host_address),
+                                               ctypes.byref(out))
+  if rc:
+    raise ConfigError(f'--graph_io_copies=kernel: pinned host memory at {host_address:#x} is not mapped into '
+                      f'{device.device_kind} (CUresult {rc}); use --graph_io_copies=memcpy')
+  return out.value
 
 
 def _from_bytes(raw, dtype: np.dtype, shape):
@@ -132,11 +163,18 @@ class GraphIOProgram:
   `serve(variables, item, wait)` makes one request (`variables` are ignored where the weights are compiled in):
   writes the item and a new sequence number into the input buffer, runs the program, waits for the sequence
   number to come back with the result (see the module's docstring) and returns a copy of the result. Calls must
-  not overlap: the buffers are the program's, one request at a time."""
+  not overlap: the buffers are the program's, one request at a time. `copies`: COPIES."""
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
-               weights: str, pinned: jax.sharding.Sharding):
-    self.build_seconds = register(platform_of(device))  # the handlers built (or found) and registered
+               weights: str, pinned: jax.sharding.Sharding, copies: str = DEFAULT_COPIES):
+    if copies not in COPIES:
+      raise ConfigError(f'--graph_io_copies={copies}: expected one of {", ".join(COPIES)}')
+    platform = platform_of(device)
+    self.build_seconds = register(platform)  # the handlers built (or found) and registered
+    self.copies = copies
+    by_kernel = copies == 'kernel' and platform == 'cuda'
+    if by_kernel:
+      load_copy_kernels(device)
     item_dtype = np.dtype(item_dtype)
     item_shape = (1, *item_shape)
     spec = jax.ShapeDtypeStruct(item_shape, item_dtype)
@@ -154,17 +192,20 @@ class GraphIOProgram:
     self._seen = ctypes.c_uint32.from_address(self.output.address + result_bytes + pad)
     self._seq = 0
     copy_in = jax.ffi.ffi_call(COPY_IN, jax.ShapeDtypeStruct((self.input.bytes.size,), np.uint8))
-    src, dst, tail = (np.int64(v) for v in (self.input.address, self.output.address, SEQ.itemsize))
+    src, dst = self.input.address, self.output.address
+    if by_kernel:
+      src, dst = device_pointer(device, src), device_pointer(device, dst)
+    src, dst, tail, kernel = (np.int64(v) for v in (src, dst, SEQ.itemsize, by_kernel))
 
     def graph_io_program(v, token):
-      raw = copy_in(src=src)
+      raw = copy_in(src=src, kernel=kernel)
       y = fn(v, _from_bytes(raw[SEQ.itemsize:], item_dtype, item_shape))
       body = jnp.concatenate([_to_bytes(y), jnp.zeros(pad, jnp.uint8), raw[:SEQ.itemsize]])
       # The token is the program's only output, aliased to its donated input: the same buffer every call, so
       # XLA's command buffers see no new address (a new output address per call makes them update).
       copy_out = jax.ffi.ffi_call(COPY_OUT, jax.ShapeDtypeStruct(token.shape, token.dtype),
                                   input_output_aliases={1: 0})
-      return copy_out(body, token, dst=dst, tail=tail)
+      return copy_out(body, token, dst=dst, tail=tail, kernel=kernel)
 
     on_device = jax.sharding.SingleDeviceSharding(device)
     self._token = jax.device_put(np.zeros(1, np.int32), on_device)

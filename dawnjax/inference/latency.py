@@ -177,17 +177,18 @@ class BatchOnePrograms:
   """The served function's batch-1 program of each kind a mode runs (PROGRAM), each compiled when first
   asked for; compile_seconds names them 'batch_1' (device memory) and 'batch_1_<kind>', and 'graph_io_handlers'
   the first graph_io program's build (unless cached, or default_modes built them) and registration of its FFI
-  handlers."""
+  handlers. `graph_io_copies`: how the graph_io program copies (graph_io.COPIES; None: graph_io's default)."""
 
   def __init__(self, fn: Callable[[Any, Any], Any], variables: Any, item_shape, item_dtype, device,
-               weights: str = 'arguments'):
+               weights: str = 'arguments', graph_io_copies: str | None = None):
     def compile_kind(kind):
       if kind != 'graph_io':
         return compile_for(fn, variables, 1, item_shape, item_dtype, device, weights, kind)
       from dawnjax.inference import graph_io
       start = time.perf_counter()
       program = graph_io.GraphIOProgram(fn, variables, item_shape, item_dtype, device,
-                                        resolve_weights(weights, variables), io_sharding(device, 'pinned_host'))
+                                        resolve_weights(weights, variables), io_sharding(device, 'pinned_host'),
+                                        graph_io_copies or graph_io.DEFAULT_COPIES)
       if program.build_seconds:
         self.compile_seconds['graph_io_handlers'] = program.build_seconds
       return program, time.perf_counter() - start - program.build_seconds
