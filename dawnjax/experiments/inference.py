@@ -67,11 +67,12 @@ flags.DEFINE_enum('latency_wait', 'spin', ['block', 'spin'],
                   "'block' (the runtime's blocking wait, woken by its completion callback; host_graph 0.163-0.192 "
                   'ms instead of 0.095-0.097 on CIFAR-10 on one H200, the other modes alike either way; '
                   'kernels/latency_trace.py splits a call into launch, device and notice times).')
-flags.DEFINE_enum('graph_io_copies', 'memcpy', ['kernel', 'memcpy'],
+flags.DEFINE_enum('graph_io_copies', 'kernel', ['kernel', 'memcpy'],
                   "How host_graph's program copies the image in and the label out on a GPU (on a CPU both are a "
-                  "memcpy): 'memcpy', the CUDA driver's async copies (copy-engine nodes in its CUDA graph), or "
-                  "'kernel', two small kernels that read and write the pinned host buffers directly (kernel "
-                  'nodes only; their PTX is compiled by the driver when the program is built).')
+                  "memcpy): 'kernel', two small kernels that read and write the pinned host buffers directly "
+                  "(kernel nodes only; their PTX is compiled by the driver when the program is built), or "
+                  "'memcpy', the CUDA driver's async copies (copy-engine nodes in its CUDA graph). On one H200, "
+                  'CIFAR-10: 0.079 ms against 0.090 native, 0.098 against 0.104 exported.')
 flags.DEFINE_enum('weights', 'auto', ['auto', 'constants', 'arguments'],
                   "'constants': the weights are compiled into the executable and a call passes the input "
                   "alone, as an inference engine holds them (~0.1 ms less per call on an H200); "
