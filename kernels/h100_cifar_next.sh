@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30|copies30}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30|copies30|copies31}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1181,6 +1181,18 @@ if [ "$part" = copies30 ]; then
   trace_requests $OUT/copies30 30 --top=24 --host_modes=host_staged,host_graph --graph_io_copies=memcpy,kernel ||
     trace_requests $OUT/copies30 30 --top=24 --host_modes=host_staged,host_graph
   grep -A12 'host_graph.*gaps in the device span' $OUT/copies30/trace.log
+fi
+if [ "$part" = copies31 ]; then
+  # Nineteenth session (issue 6): copies30 measured host_graph with kernel copies 0.079 / 0.098 ms (native /
+  # exported) against memcpy 0.090 / 0.104 on one machine, one process each way and order. Eight processes
+  # alternating (ABBA twice), host_graph alone, native. Predicted: kernel 0.005-0.012 ms below memcpy in every pair.
+  mkdir -p $OUT/copies31
+  R=/tmp/copies31; train_served
+  off="--throughput_batch=0 --bound_items=0 --nowrite_exported --latency_modes=host_graph"
+  n=0
+  for copies in kernel memcpy memcpy kernel kernel memcpy memcpy kernel; do
+    n=$((n + 1)); serve $OUT/copies31 ${copies}_$n --graph_io_copies=$copies $off | grep -E '^==|^native'
+  done
 fi
 if [ "$part" = round3 ]; then
   # round2 measured: 1.2019 s 90.67% at 7.63 epochs, 1.1455 s 90.62% at 7.3 (20 seeds each).
