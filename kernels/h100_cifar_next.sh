@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30|copies30|copies31}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30|copies30|copies31|affinity32}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1192,6 +1192,25 @@ if [ "$part" = copies31 ]; then
   n=0
   for copies in kernel memcpy memcpy kernel kernel memcpy memcpy kernel; do
     n=$((n + 1)); serve $OUT/copies31 ${copies}_$n --graph_io_copies=$copies $off | grep -E '^==|^native'
+  done
+fi
+if [ "$part" = affinity32 ]; then
+  # Nineteenth session (issue 6): host_graph runs come out at ~0.075-0.08 ms or ~0.105 ms per whole process
+  # (copies31: kernel_8 0.1076 with p50 0.106 after three at 0.075-0.079). Is it where the process's threads run
+  # relative to the GPU? The machine's topology, then processes pinned (taskset) to each half of the CPUs in turn.
+  # Predicted: if the host has two NUMA nodes, one half is ~0.03 ms slower in every run; else no difference.
+  mkdir -p $OUT/affinity32
+  { lscpu; nvidia-smi topo -m; cat /sys/bus/pci/devices/*/local_cpulist 2>/dev/null | sort | uniq -c; } \
+    > $OUT/affinity32/topology.txt 2>&1
+  grep -E 'NUMA|Socket|Model name' $OUT/affinity32/topology.txt
+  R=/tmp/affinity32; train_served
+  off="--throughput_batch=0 --bound_items=0 --nowrite_exported --latency_modes=host_graph"
+  half=$(( $(nproc) / 2 ))
+  n=0
+  for cpus in 0-$((half - 1)) $half-$((2 * half - 1)) $half-$((2 * half - 1)) 0-$((half - 1)) 0-$((half - 1)) \
+      $half-$((2 * half - 1)); do
+    n=$((n + 1)); echo "== cpus $cpus"
+    taskset -c $cpus bash -c "$(declare -f serve); R=$R; serve $OUT/affinity32 cpus_${cpus}_$n $off" | grep -E '^native'
   done
 fi
 if [ "$part" = round3 ]; then
