@@ -36,7 +36,7 @@
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT/hlo
-part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30|copies30|copies31|affinity32}
+part=${1:?usage: h100_cifar_next.sh ab|profile|profile_ab|wall|round2|round3|prune|final|next|final2|warm3|final4|wall6|warm6|wall7|wall7b|compile7|compile7b|compile7c|loop7|infer7|convfusion7|profile7|poolbwd7|probe8|infer8|whiten8|nspad8|final8|gelu8|slice8|fold9|cmdbuf9|serve9|fresh9|serve9b|serve9c|igemm10|igemm10b|igemm10c|whiten11|serve11|whiten11b|whiten11c|wall11|wall11b|wall11c|h100_12|pool12|chunk12|wall12|chunk12b|whiten12|whiten12b|rows13|igemm13|trace13|queue13|hybrid13|spin13|queue14|cold15|autotune16|errata17|final18|together19|together20|warm20|together_warm20|final21|gc22|pinned23|staged24|graph25|default26|graph27|final28|overlap29|nodes30|copies30|copies31|affinity32|affinity33}
 RECIPE=${RECIPE:---flagfile=experiments/cifar10/airbench94_muon_fast.flags}
 # profile NAME FLAGS...: one seed with epochs 3-4 traced and XLA's optimised epoch program dumped (the largest
 # jit_*_fn module: the pruned epoch program; steps_fn was the queued step programs of commits 60f1164-e45805a,
@@ -1211,6 +1211,20 @@ if [ "$part" = affinity32 ]; then
       $half-$((2 * half - 1)); do
     n=$((n + 1)); echo "== cpus $cpus"
     taskset -c $cpus bash -c "$(declare -f serve); R=$R; serve $OUT/affinity32 cpus_${cpus}_$n $off" | grep -E '^native'
+  done
+fi
+if [ "$part" = affinity33 ]; then
+  # Nineteenth session (issue 6): affinity32 found one NUMA node, and six pinned processes all at 0.0747-0.0758 ms
+  # (either half), where one of four unpinned processes in copies31 ran at 0.108. Ten processes alternating
+  # unpinned and pinned to CPUs 0-7. Predicted: no difference (one NUMA node), unless the slow runs come from the
+  # threads' placement itself.
+  mkdir -p $OUT/affinity33
+  R=/tmp/affinity33; train_served
+  off="--throughput_batch=0 --bound_items=0 --nowrite_exported --latency_modes=host_graph"
+  for n in 1 2 3 4 5; do
+    echo "== unpinned"; serve $OUT/affinity33 free_$n $off | grep -E '^native'
+    echo "== cpus 0-7"; taskset -c 0-7 bash -c "$(declare -f serve); R=$R; serve $OUT/affinity33 pinned_$n $off" \
+      | grep -E '^native'
   done
 fi
 if [ "$part" = round3 ]; then
