@@ -55,8 +55,8 @@ flags.DEFINE_list('latency_modes', [],
                   "operations) or 'host_direct' (the numpy item handed to the compiled call). 'device': input "
                   "already on device, label left there. Default: host_graph,host_staged,host,device less what "
                   'the device cannot run (the summary says why). On H200s, CIFAR-10, polling: host_graph '
-                  '0.095-0.128 ms, host_staged 0.17-0.31, device 0.23-0.47 '
-                  '(results/cifar10_jpeg/h200_2026-12-02_s18_graph).')
+                  '0.075-0.128 ms, host_staged 0.12-0.31, device 0.20-0.47 '
+                  '(results/cifar10_jpeg/h200_2026-12-0[23]_s1[89]_*).')
 flags.DEFINE_integer('throughput_batch', 1024, 'Batch size of the throughput measurement (0: skip).')
 flags.DEFINE_integer('throughput_passes', 3, 'Timed passes over the test set for throughput.')
 flags.DEFINE_integer('bound_items', 1000, 'Items of the what-bounds-latency breakdown: synchronised vs '
@@ -71,8 +71,8 @@ flags.DEFINE_enum('graph_io_copies', 'kernel', ['kernel', 'memcpy'],
                   "How host_graph's program copies the image in and the label out on a GPU (on a CPU both are a "
                   "memcpy): 'kernel', two small kernels that read and write the pinned host buffers directly "
                   "(kernel nodes only; their PTX is compiled by the driver when the program is built), or "
-                  "'memcpy', the CUDA driver's async copies (copy-engine nodes in its CUDA graph). On one H200, "
-                  'CIFAR-10: 0.079 ms against 0.090 native, 0.098 against 0.104 exported.')
+                  "'memcpy', the CUDA driver's async copies (copy-engine nodes in its CUDA graph). On H200s 'kernel' "
+                  'was lower in 8 of 11 paired runs, by 0.003-0.028 ms (CIFAR-10 0.075-0.098 ms).')
 flags.DEFINE_enum('weights', 'auto', ['auto', 'constants', 'arguments'],
                   "'constants': the weights are compiled into the executable and a call passes the input "
                   "alone, as an inference engine holds them (~0.1 ms less per call on an H200); "

@@ -42,9 +42,9 @@ SYMBOLS = {'cpu': ('DawnjaxCopyInCpu', 'DawnjaxCopyOutCpu'), 'cuda': ('DawnjaxCo
 SEQ = np.dtype(np.uint32)  # the sequence word, first in the input buffer and last in the result buffer
 # How the copies are made on a GPU (on a CPU both are a memcpy): 'memcpy' (the driver's async copies: copy-engine
 # nodes in the graph) or 'kernel' (kernels that load and store the mapped pinned host memory: kernel nodes).
-# 'kernel' by measurement on one H200: CIFAR-10 0.079 / 0.098 ms native / exported against 0.090 / 0.104, ResNet-50
-# 0.400-0.418 against 0.416-0.428 (results/cifar10_jpeg/h200_2026-12-03_s19_copies): the device span loses the
-# copy engines' ~27 us (CIFAR-10) to ~106 us (ResNet-50) of waiting, though the graph then starts later.
+# 'kernel' by measurement on H200s: lower in 8 of 11 paired runs (CIFAR-10, ResNet-50, SQuAD) by 0.003-0.028 ms,
+# higher in 3 by up to 0.026 (results/cifar10_jpeg/h200_2026-12-03_s19_copies): the device span loses the wait
+# behind the copy engine (~27 us CIFAR-10, ~100 us ResNet-50), though the graph's first kernel then starts later.
 COPIES = ('kernel', 'memcpy')
 DEFAULT_COPIES = 'kernel'
 

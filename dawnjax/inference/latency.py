@@ -58,8 +58,8 @@ DESCRIPTIONS = {
     'device': 'image already on device, label left on device'}
 MODES = tuple(DESCRIPTIONS)
 # The first is reported: a full request (image in host memory -> label in host memory) made the cheapest way
-# measured. On H200s, polling ('spin'), CIFAR-10: host_graph 0.095-0.128 ms, host_staged 0.17-0.31, device 0.23-0.47
-# (ten runs, four machines); ResNet-50: 0.43-0.48, 0.55-0.67, 0.61-0.64 (results/*/h200_2026-12-02_s18_graph).
+# measured. On H200s, polling ('spin'), CIFAR-10: host_graph 0.075-0.128 ms, host_staged 0.12-0.31, device 0.20-0.47
+# (six machines); ResNet-50: 0.40-0.48, 0.55-0.67, 0.61-0.64 (results/*/h200_2026-12-0[23]_s1[89]_*).
 # default_modes leaves out what a device cannot run.
 DEFAULT_MODES = ('host_graph', 'host_staged', 'host', 'device')
 WAITS = ('block', 'spin')
