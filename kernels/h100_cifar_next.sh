@@ -665,6 +665,12 @@ if [ "$part" = h100_12 ]; then
   serve $OUT/h100_infer run_a --latency_modes=
   serve $OUT/h100_infer run_b --latency_modes=device,host,host_staged,host_graph --nowrite_exported \
     --throughput_batch=0 --bound_items=0
+  # Nineteenth session: the copies are kernels by default now (0.075-0.098 ms in 24 of 26 runs on two H200 machines;
+  # the driver's copies lower in 3 of 11 pairs). The same A/B on the H100, host_graph alone, ABBA.
+  for copies in kernel memcpy memcpy kernel; do
+    serve $OUT/h100_infer copies_$copies$([ -e $OUT/h100_infer/copies_$copies.log ] && echo _b) --graph_io_copies=$copies \
+      --latency_modes=host_graph --nowrite_exported --throughput_batch=0 --bound_items=0 | grep -E '^==|^native'
+  done
 fi
 if [ "$part" = pool12 ]; then
   # Block1's pool backward fused into its Pallas filter gradient (--block1_conv1_impl=padded_igemm_pool): the

@@ -64,8 +64,8 @@ def define_flags() -> None:
   flags.DEFINE_list('host_modes', ['host', 'host_pinned', 'host_staged', 'host_graph'], 'Also trace whole '
                     "requests made as the benchmark's --latency_modes of these names make them (image in host "
                     "memory to label in host memory); host_graph also with --latency_wait=spin.")
-  flags.DEFINE_list('graph_io_copies', ['memcpy'], "host_graph's ways of copying (graph_io.COPIES), each its "
-                    'own rows when more than one is listed.')
+  flags.DEFINE_list('graph_io_copies', ['kernel'], "host_graph's ways of copying (graph_io.COPIES; default the "
+                    "benchmark's), each its own rows when more than one is listed.")
   flags.DEFINE_bool('fold_batchnorm', True, 'With --checkpoint: fold BatchNorms where the task can (as the '
                     'inference benchmark does by default).')
 

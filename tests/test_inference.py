@@ -420,3 +420,32 @@ def test_graph_io_copies_flag_offers_what_the_program_accepts():
   from dawnjax.inference import graph_io
   flag = absl_flags.FLAGS['graph_io_copies']
   assert sorted(flag.parser.enum_values) == sorted(graph_io.COPIES) and flag.default == graph_io.DEFAULT_COPIES
+
+
+def test_graph_io_copy_kernels_assemble_and_are_the_entries_the_handlers_load(tmp_path):
+  import re
+  import shutil
+  from dawnjax.inference import graph_io
+  source = graph_io.SOURCE.read_text()
+  ptx = source[source.index('R"PTX(') + len('R"PTX('):source.index(')PTX"')]
+  entries = set(re.findall(r'\.visible \.entry (\w+)\(', ptx))
+  assert entries == set(re.findall(r'module_get_function\(&k\.\w+, module, "(\w+)"\)', source)) == {
+      'dawnjax_copy_in', 'dawnjax_copy_out'}
+  ptxas = shutil.which('ptxas')
+  if ptxas is None:
+    pytest.skip('no ptxas (CUDA toolkit) here: the PTX is assembled only where one is installed')
+  (tmp_path / 'copies.ptx').write_text(ptx)
+  done = subprocess.run([ptxas, '--gpu-name', 'sm_90', str(tmp_path / 'copies.ptx'), '-o',
+                         str(tmp_path / 'copies.cubin')], capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+
+
+def test_graph_io_keys_its_library_cache_once_per_process(monkeypatch):
+  from dawnjax.inference import graph_io
+  library = graph_io.build_library()
+
+  def no_compiler(*args, **kwargs):
+    raise AssertionError('the compiler ran again for a library this process already found')
+
+  monkeypatch.setattr(graph_io.subprocess, 'run', no_compiler)
+  assert graph_io.build_library() == library

@@ -53,10 +53,22 @@ def default_cache_dir() -> Path:
   return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'dawnjax' / 'ffi'
 
 
+_built: dict[tuple[str, str], Path] = {}  # (cache dir, compiler) -> library, so a process keys the cache once
+
+
 def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path:
   """The handlers' shared library, built unless the cache holds one for this source, these headers and this
   compiler. A missing or failing compiler is a ConfigError naming it."""
   cxx = cxx or os.environ.get('CXX') or 'c++'
+  cache_dir = Path(cache_dir or default_cache_dir())
+  known = _built.get((str(cache_dir), cxx))
+  if known is not None and known.exists():
+    return known
+  _built[(str(cache_dir), cxx)] = library = _build_library(cache_dir, cxx)
+  return library
+
+
+def _build_library(cache_dir: Path, cxx: str) -> Path:
   compiler = shutil.which(cxx)
   if compiler is None:
     raise ConfigError(f'--latency_modes=host_graph builds XLA FFI handlers with a C++ compiler: {cxx!r} was not '
@@ -67,7 +79,6 @@ def build_library(cache_dir: Path | None = None, cxx: str | None = None) -> Path
     key.update(header.read_bytes())
   version = subprocess.run([compiler, '--version'], capture_output=True, text=True).stdout
   key.update(f'{compiler}\n{version}'.encode())
-  cache_dir = Path(cache_dir or default_cache_dir())
   library = cache_dir / f'graph_io-{key.hexdigest()[:16]}.so'
   if library.exists():
     return library
