@@ -387,8 +387,9 @@ def run() -> int:
       'latency_p99_ms': primary['p99_ms'], 'accuracy_field': metric, 'accuracy': accuracy,
       'metrics': primary.get('metrics', {metric: accuracy}), 'test_set': test.info,
       'target': {'metric': metric, 'threshold': threshold}, 'qualifies': qualifies,
-      'not_qualifying_because': reasons, 'reported': {'path': primary_path, 'mode': mode, 'wait': config.wait,
-                                                      'statistic': 'mean over the test set'},
+      'not_qualifying_because': reasons, 'reported': {
+          'path': primary_path, 'mode': mode, 'wait': config.wait, 'statistic': 'mean over the test set',
+          **({'graph_io_copies': config.graph_io_copies} if mode == 'host_graph' and device.platform == 'gpu' else {})},
       'cost_per_item_usd': per_item, 'price': price.as_dict(),
       'throughput_items_per_second': paths[primary_path].get('throughput', {}).get('items_per_second'),
       'paths': paths, 'native_vs_exported_predictions_differ': agree, 'exported_skipped': exported_skipped,

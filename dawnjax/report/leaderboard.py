@@ -132,9 +132,12 @@ def parse_inference_summary(path: Path) -> Entry:
 
 
 def _request(reported: dict[str, Any]) -> str | None:
-  """'host_graph, spin': the reported mode and wait (older summaries name the mode alone, or nothing). Latencies
-  of different modes are different measurements: 'device' leaves out the transfers a 'host*' request makes."""
-  mode, wait = reported.get('mode'), reported.get('wait')
+  """'host_graph (kernel copies), spin': the reported mode, how its copies were made where that was recorded, and
+  the wait (older summaries name the mode alone, or nothing). Latencies of different modes are different
+  measurements: 'device' leaves out the transfers a 'host*' request makes."""
+  mode, wait, copies = reported.get('mode'), reported.get('wait'), reported.get('graph_io_copies')
+  if mode and copies:
+    mode = f'{mode} ({copies} copies)'
   return f'{mode}, {wait}' if mode and wait else mode
 
 
