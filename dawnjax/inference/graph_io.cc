@@ -192,6 +192,13 @@ const Kernels* KernelsForCurrentContext(const Driver& cuda) {
   return nullptr;
 }
 
+// Device `ordinal`'s primary context (the one XLA runs in), retained. Returns 0 or a CUresult.
+int PrimaryContext(const Driver& cuda, int ordinal, CuContext* context) {
+  int device = 0;
+  if (int rc = cuda.device_get(&device, ordinal)) return rc;
+  return cuda.primary_ctx_retain(context, device);
+}
+
 ffi::Error Failed(const char* what, int rc) {
   return ffi::Error(ffi::ErrorCode::kInternal, std::string(what) + " failed with CUresult " + std::to_string(rc));
 }
@@ -292,10 +299,8 @@ extern "C" int DawnjaxGraphIoLoadKernels(int ordinal, char* log, size_t log_size
   const Driver& cuda = CudaDriver();
   if (!cuda.has_kernels()) return -1;
   std::lock_guard<std::mutex> lock(load_mutex);
-  int device = 0;
   CuContext context = nullptr;
-  if (int rc = cuda.device_get(&device, ordinal)) return rc;
-  if (int rc = cuda.primary_ctx_retain(&context, device)) return rc;
+  if (int rc = PrimaryContext(cuda, ordinal, &context)) return rc;
   const int count = loaded_count.load(std::memory_order_relaxed);
   for (int i = 0; i < count; ++i) {
     if (loaded[i].context == context) return 0;
@@ -322,10 +327,8 @@ extern "C" int DawnjaxGraphIoLoadKernels(int ordinal, char* log, size_t log_size
 extern "C" int DawnjaxGraphIoDevicePointer(int ordinal, uint64_t host, uint64_t* device_pointer) {
   const Driver& cuda = CudaDriver();
   if (!cuda.has_kernels()) return -1;
-  int device = 0;
   CuContext context = nullptr;
-  if (int rc = cuda.device_get(&device, ordinal)) return rc;
-  if (int rc = cuda.primary_ctx_retain(&context, device)) return rc;
+  if (int rc = PrimaryContext(cuda, ordinal, &context)) return rc;
   if (int rc = cuda.ctx_push(context)) return rc;
   int rc = cuda.host_get_device_pointer(device_pointer, reinterpret_cast<void*>(host), 0);
   CuContext popped = nullptr;
