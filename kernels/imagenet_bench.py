@@ -70,6 +70,9 @@ def parse_args(argv=None):
                  help='BatchNorm statistics over groups of this many images (0: the global batch, one '
                       'all-reduce per BatchNorm layer across devices; the per-device batch: local BN)')
   p.add_argument('--num_classes', type=int, default=1000)
+  p.add_argument('--cudnn_excluded_engines', default='0,1,19,45,28,22',
+                 help='cuDNN engines kept out of XLA\'s convolution autotuning, as the ResNet-50 recipes set them '
+                      '(shorter cold compiles, the same winners: dawnjax/cudnn_errata.py); empty: every engine')
   p.add_argument('--num_devices', type=int, default=None, help='default: all visible')
   p.add_argument('--model_budget_s', type=float, default=150.0,
                  help='part model starts no further batch size after this many seconds')
@@ -475,8 +478,18 @@ def main(argv=None) -> int:
     return 2
   os.makedirs(args.out_dir, exist_ok=True)
   sys.stdout.reconfigure(line_buffering=True)  # a run cut off by a time limit keeps its output
+  from dawnjax import cudnn_errata
+  try:  # before JAX starts: cuDNN reads the errata file once
+    engines = [int(e) for e in args.cudnn_excluded_engines.split(',') if e.strip()]
+    cudnn_errata.install(engines)
+  except (ValueError, cudnn_errata.ConfigError) as err:
+    print(f'error: {err}' if isinstance(err, cudnn_errata.ConfigError) else
+          f'error: --cudnn_excluded_engines: {args.cudnn_excluded_engines!r} is not a comma-separated list of engine '
+          'numbers', file=sys.stderr)
+    return 2
   import jax
   report = {'argv': sys.argv[1:], 'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()],
+            'cudnn_errata': cudnn_errata.installed_rules() and os.environ.get(cudnn_errata.ENV),
             'started': time.strftime('%Y-%m-%d %H:%M:%S')}
   print(f"jax {jax.__version__}, devices: {', '.join(report['devices'])}")
   path = os.path.join(args.out_dir, 'imagenet_bench.json')

@@ -211,6 +211,24 @@ def test_projection_uses_a_measured_rate_at_a_stage_size_and_flop_scales_the_res
       epochs_at[128] * 1281167 * (1 / 2000 - 1 / (1000 * (224 / 128)**2)) / 3600)
 
 
+def test_benchmark_keeps_the_recipes_cudnn_engines_out_and_rejects_a_bad_list(tmp_path):
+  base = [sys.executable, os.path.join(REPO, 'kernels', 'imagenet_bench.py'), '--parts=projection',
+          '--model_rate=1000', '--projection_devices=1', f'--out_dir={tmp_path}']
+  env = {k: v for k, v in _env().items() if k != 'CUDNN_ERRATA_JSON_FILE'}
+  proc = subprocess.run(base, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  errata = json.loads((tmp_path / 'imagenet_bench.json').read_text())['cudnn_errata']
+  blocked = {r['engine'] for r in json.loads(open(errata).read())['rules']}
+  (recipe,) = [line.split('=', 1)[1] for line in open(os.path.join(
+      REPO, 'experiments', 'imagenet', 'synthetic_resnet50.flags')) if line.startswith('--cudnn_excluded_engines=')]
+  assert blocked == {int(e) for e in recipe.split(',')}  # the benchmark times what the recipe compiles
+  for bad in ('1,x', '-3'):
+    proc = subprocess.run(base + [f'--cudnn_excluded_engines={bad}'], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count('\n') == 0, proc.stderr
+    assert proc.stderr.startswith('error: --cudnn_excluded_engines')
+
+
 def test_benchmark_scaling_part_over_two_fake_devices(tmp_path):
   out = tmp_path / 'bench'
   cmd = [sys.executable, os.path.join(REPO, 'kernels', 'imagenet_bench.py'), f'--out_dir={out}', '--parts=scaling',
