@@ -35,6 +35,14 @@ def errata(engines: Sequence[int]) -> dict:
   return {'version': 1, 'rules': rules}
 
 
+def parse_engines(items: Sequence[str]) -> list[int]:
+  """`--cudnn_excluded_engines`' items as engine numbers; a non-integer item is a ConfigError."""
+  try:
+    return [int(e) for e in items]
+  except ValueError as err:
+    raise ConfigError(f'--cudnn_excluded_engines={",".join(items)}: not integers') from err
+
+
 def install(engines: Sequence[int], directory: str | None = None) -> str | None:
   """Writes the errata file for `engines` (named by its content) and sets $CUDNN_ERRATA_JSON_FILE to it; returns
   its path, or None for no engines. A file the user already named is not overridden: that is an error."""

@@ -1235,7 +1235,7 @@ if [ "$part" = affinity33 ]; then
 fi
 if [ "$part" = confirm34 ]; then
   # Twentieth session, second H100 call: h100_12 (the first H100 since 2026-11-23) met both goals on one machine
-  # (0.8503 / 0.8489 s timed at 90.58 / 90.57%; host_graph 0.082-0.095 ms). The same on whichever H100 comes next,
+  # (0.8503 / 0.8489 s timed at 90.58 / 90.57%; host_graph 0.079-0.095 ms). The same on whichever H100 comes next,
   # this time keeping every run's files under runs/: 20 seeds once, the served model's defaults twice (no
   # exported path, throughput or bounds). Predicted: within ~6% of the first machine (machines of one kind differ
   # by about that), so 0.83-0.90 s and 0.08-0.10 ms.

@@ -480,16 +480,14 @@ def main(argv=None) -> int:
   sys.stdout.reconfigure(line_buffering=True)  # a run cut off by a time limit keeps its output
   from dawnjax import cudnn_errata
   try:  # before JAX starts: cuDNN reads the errata file once
-    engines = [int(e) for e in args.cudnn_excluded_engines.split(',') if e.strip()]
-    cudnn_errata.install(engines)
-  except (ValueError, cudnn_errata.ConfigError) as err:
-    print(f'error: {err}' if isinstance(err, cudnn_errata.ConfigError) else
-          f'error: --cudnn_excluded_engines: {args.cudnn_excluded_engines!r} is not a comma-separated list of engine '
-          'numbers', file=sys.stderr)
+    errata_path = cudnn_errata.install(cudnn_errata.parse_engines(
+        args.cudnn_excluded_engines.split(',') if args.cudnn_excluded_engines else []))
+  except cudnn_errata.ConfigError as err:
+    print(f'error: {err}', file=sys.stderr)
     return 2
   import jax
   report = {'argv': sys.argv[1:], 'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()],
-            'cudnn_errata': cudnn_errata.installed_rules() and os.environ.get(cudnn_errata.ENV),
+            'cudnn_errata': errata_path or os.environ.get(cudnn_errata.ENV),  # or the user's own file
             'started': time.strftime('%Y-%m-%d %H:%M:%S')}
   print(f"jax {jax.__version__}, devices: {', '.join(report['devices'])}")
   path = os.path.join(args.out_dir, 'imagenet_bench.json')

@@ -135,11 +135,7 @@ def configure_jax() -> None:
   os.environ['XLA_FLAGS'] = merged
   if FLAGS.cudnn_excluded_engines:
     from dawnjax import cudnn_errata
-    try:
-      engines = [int(e) for e in FLAGS.cudnn_excluded_engines]
-    except ValueError as err:
-      raise ConfigError(f'--cudnn_excluded_engines={",".join(FLAGS.cudnn_excluded_engines)}: not integers') from err
-    cudnn_errata.install(engines)
+    cudnn_errata.install(cudnn_errata.parse_engines(FLAGS.cudnn_excluded_engines))
   if not FLAGS.gpu_preallocate:
     os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
   import jax
